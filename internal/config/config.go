@@ -1,0 +1,181 @@
+package config
+
+import (
+	"time"
+
+	"github.com/fulcrumdb/fulcrum/internal/kv"
+)
+
+// Durability modes of Data.Sync. They are the string values of storage's
+// SyncMode, which the server converts to.
+const (
+	SyncAlways   = "always"
+	SyncInterval = "interval"
+	SyncNone     = "none"
+)
+
+// Log levels and formats.
+const (
+	LogDebug = "debug"
+	LogInfo  = "info"
+	LogWarn  = "warn"
+	LogError = "error"
+
+	LogText = "text"
+	LogJSON = "json"
+)
+
+// FrameOverhead is the room a RESP frame needs beyond its key and value: the
+// command name, options such as "EX 10 KEEPTTL GET" and the RESP headers.
+// resp.max_frame_size must leave it free so a maximum-size value can be SET.
+const FrameOverhead = 1 * KiB
+
+// BodySlack is what an HTTP body may carry beyond limits.max_value_size when
+// http.max_body_size is 0.
+const BodySlack = 64 * KiB
+
+// Config is the configuration of one Fulcrum node. It is a plain value:
+// build it with Default or Load, adjust it, check it with Validate, and hand
+// a copy to the server. Nothing below cmd/ reads flags or the environment.
+type Config struct {
+	// NodeID names this node in logs, metrics and (later) the cluster:
+	// 1 to 64 characters from A-Z a-z 0-9 _ . -. Empty means the binary
+	// substitutes the host name.
+	NodeID string `toml:"node_id"`
+
+	// ShutdownTimeout bounds a graceful shutdown: listeners close at once,
+	// in-flight requests get this long to finish, then connections are cut
+	// and storage is closed.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+
+	// Data configures the storage engine.
+	Data Data `toml:"data"`
+	// RESP configures the Redis-protocol front end.
+	RESP RESP `toml:"resp"`
+	// HTTP configures the HTTP/JSON front end (also /metrics and /debug).
+	HTTP HTTP `toml:"http"`
+	// Limits bounds what one request may carry; both front ends and storage
+	// enforce them.
+	Limits Limits `toml:"limits"`
+	// Log configures the structured log written to stderr.
+	Log Log `toml:"log"`
+}
+
+// Data configures the storage engine.
+type Data struct {
+	// Dir is the directory of the Pebble store; it is created if missing.
+	Dir string `toml:"dir"`
+	// Sync is the durability mode: "always" fsyncs the WAL before
+	// acknowledging a write (group commit), "interval" fsyncs every
+	// SyncInterval and may lose the writes acknowledged since the last sync,
+	// "none" leaves it to the operating system.
+	Sync string `toml:"sync"`
+	// SyncInterval is the WAL fsync period when Sync is "interval".
+	SyncInterval Duration `toml:"sync_interval"`
+	// CacheSize is the size of Pebble's block cache.
+	CacheSize Size `toml:"cache_size"`
+	// SweepInterval is how often the background sweeper deletes expired
+	// keys. Expired keys are invisible to reads at once regardless.
+	SweepInterval Duration `toml:"sweep_interval"`
+}
+
+// RESP configures the Redis-protocol front end.
+type RESP struct {
+	// Addr is the host:port to listen on; port 0 picks a free port.
+	Addr string `toml:"addr"`
+	// MaxClients is the most connections served at once; more are refused
+	// with an error.
+	MaxClients int `toml:"max_clients"`
+	// IdleTimeout closes a connection idle this long; 0 means never.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// MaxFrameSize is the largest command (all its arguments and RESP
+	// headers) a client may send; a larger one closes the connection.
+	MaxFrameSize Size `toml:"max_frame_size"`
+	// MaxMultiBulk is the most elements a command array may have.
+	MaxMultiBulk int `toml:"max_multi_bulk"`
+	// MaxKeysCommand is the most keys one multi-key command (MGET, MSET,
+	// DEL, ...) may name.
+	MaxKeysCommand int `toml:"max_keys_command"`
+	// EnableFlush allows FLUSHDB and FLUSHALL, which are refused by default
+	// because one stray command erases everything.
+	EnableFlush bool `toml:"enable_flush"`
+}
+
+// HTTP configures the HTTP/JSON front end.
+type HTTP struct {
+	// Addr is the host:port to listen on; port 0 picks a free port.
+	Addr string `toml:"addr"`
+	// EnablePprof serves net/http/pprof under /debug/pprof/.
+	EnablePprof bool `toml:"enable_pprof"`
+	// MaxBodySize is the largest request body accepted; 0 means
+	// limits.max_value_size plus BodySlack (see Config.HTTPBodyLimit).
+	MaxBodySize Size `toml:"max_body_size"`
+}
+
+// Limits bounds what one request may carry.
+type Limits struct {
+	// MaxKeySize is the longest key accepted (hard maximum 1MiB).
+	MaxKeySize Size `toml:"max_key_size"`
+	// MaxValueSize is the largest value accepted (hard maximum 512MiB,
+	// Redis's own proto-max-bulk-len).
+	MaxValueSize Size `toml:"max_value_size"`
+}
+
+// Log configures the structured log.
+type Log struct {
+	// Level is the least severe level logged: debug, info, warn or error.
+	Level string `toml:"level"`
+	// Format is "text" (logfmt-like key=value) or "json" (one object a line).
+	Format string `toml:"format"`
+}
+
+// Default returns the default configuration. It validates.
+func Default() Config {
+	return Config{
+		NodeID:          "",
+		ShutdownTimeout: Duration(10 * time.Second),
+		Data: Data{
+			Dir:           "./fulcrum-data",
+			Sync:          SyncAlways,
+			SyncInterval:  Duration(time.Second),
+			CacheSize:     64 * MiB,
+			SweepInterval: Duration(100 * time.Millisecond),
+		},
+		RESP: RESP{
+			Addr:           "127.0.0.1:7379",
+			MaxClients:     10000,
+			IdleTimeout:    0,
+			MaxFrameSize:   4 * MiB,
+			MaxMultiBulk:   1 << 20,
+			MaxKeysCommand: 10000,
+			EnableFlush:    false,
+		},
+		HTTP: HTTP{
+			Addr:        "127.0.0.1:7380",
+			EnablePprof: false,
+			MaxBodySize: 0,
+		},
+		Limits: Limits{
+			MaxKeySize:   kv.DefaultMaxKeySize,
+			MaxValueSize: kv.DefaultMaxValueSize,
+		},
+		Log: Log{
+			Level:  LogInfo,
+			Format: LogText,
+		},
+	}
+}
+
+// KV returns the limits in the form front ends and storage take.
+func (l Limits) KV() kv.Limits {
+	return kv.Limits{MaxKeySize: int(l.MaxKeySize), MaxValueSize: int(l.MaxValueSize)}
+}
+
+// HTTPBodyLimit is the effective http.max_body_size: the configured value,
+// or limits.max_value_size plus BodySlack when it is 0.
+func (c Config) HTTPBodyLimit() Size {
+	if c.HTTP.MaxBodySize > 0 {
+		return c.HTTP.MaxBodySize
+	}
+	return c.Limits.MaxValueSize + BodySlack
+}

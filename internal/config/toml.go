@@ -1,0 +1,131 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// TOML renders c as a TOML document with every key present and commented,
+// such that Load of the result yields c again. Default().TOML() is what
+// "fulcrum config default" prints and what testdata/example.toml holds.
+func (c Config) TOML() string {
+	var w tomlWriter
+	w.comment("Fulcrum node configuration.")
+	w.comment("")
+	w.comment(`Durations are strings with a unit: "100ms", "1s", "5m". Sizes are byte`)
+	w.comment(`counts or strings with a unit: "16KiB", "1MiB" (KiB, MiB, GiB, TiB are`)
+	w.comment(`powers of 1024; KB, MB, GB, TB powers of 1000). Unknown keys are errors.`)
+	w.comment(`Check a file with: fulcrum config check FILE`)
+	w.blank()
+
+	w.key("node_id", quote(c.NodeID),
+		"Name of this node in logs and metrics: 1 to 64 characters from",
+		"A-Z a-z 0-9 _ . -. Empty: the host name.")
+	w.key("shutdown_timeout", quote(c.ShutdownTimeout.String()),
+		"On SIGINT/SIGTERM listeners close at once and in-flight requests get",
+		"this long to finish; then connections are cut and storage is closed.",
+		"A second signal exits at once.")
+
+	w.table("data", "Storage engine (Pebble).")
+	w.key("dir", quote(c.Data.Dir), "Directory of the store; created if missing.")
+	w.key("sync", quote(c.Data.Sync),
+		"Durability: always | interval | none.",
+		"  always:   a write is acknowledged only after its WAL record is fsynced",
+		"            (concurrent writes share one fsync).",
+		"  interval: the WAL is fsynced every sync_interval; a crash loses at most",
+		"            the writes acknowledged since the last sync.",
+		"  none:     the operating system decides when data reaches disk.")
+	w.key("sync_interval", quote(c.Data.SyncInterval.String()), `WAL fsync period when sync = "interval".`)
+	w.key("cache_size", quote(c.Data.CacheSize.String()), "Size of Pebble's block cache.")
+	w.key("sweep_interval", quote(c.Data.SweepInterval.String()),
+		"How often expired keys are deleted in the background. Expired keys are",
+		"invisible to reads at once regardless.")
+
+	w.table("resp", "Redis-protocol (RESP2/RESP3) front end.")
+	w.key("addr", quote(c.RESP.Addr), "host:port to listen on; port 0 picks a free port.")
+	w.key("max_clients", strconv.Itoa(c.RESP.MaxClients), "Most connections served at once; more are refused.")
+	w.key("idle_timeout", quote(c.RESP.IdleTimeout.String()), `Close connections idle this long; "0s" means never.`)
+	w.key("max_frame_size", quote(c.RESP.MaxFrameSize.String()),
+		"Largest command a client may send (all arguments and headers). Must be",
+		"at least limits.max_value_size + limits.max_key_size + 1KiB.")
+	w.key("max_multi_bulk", strconv.Itoa(c.RESP.MaxMultiBulk),
+		"Most elements in one command array; at least 2*max_keys_command+1.")
+	w.key("max_keys_command", strconv.Itoa(c.RESP.MaxKeysCommand), "Most keys one MGET, MSET, DEL, ... may name.")
+	w.key("enable_flush", strconv.FormatBool(c.RESP.EnableFlush),
+		"Allow FLUSHDB and FLUSHALL (off: one stray command erases everything).")
+
+	w.table("http", "HTTP/JSON front end, also serving /metrics.")
+	w.key("addr", quote(c.HTTP.Addr), "host:port to listen on; port 0 picks a free port.")
+	w.key("enable_pprof", strconv.FormatBool(c.HTTP.EnablePprof), "Serve Go profiles under /debug/pprof/.")
+	w.key("max_body_size", quote(c.HTTP.MaxBodySize.String()),
+		"Largest request body. 0: limits.max_value_size + 64KiB.")
+
+	w.table("limits", "What one request may carry; front ends and storage both enforce it.")
+	w.key("max_key_size", quote(c.Limits.MaxKeySize.String()), "Longest key (hard maximum 1MiB).")
+	w.key("max_value_size", quote(c.Limits.MaxValueSize.String()), "Largest value (hard maximum 512MiB).")
+
+	w.table("log", "Structured log, written to stderr.")
+	w.key("level", quote(c.Log.Level), "debug | info | warn | error")
+	w.key("format", quote(c.Log.Format), "text (key=value) | json (one object a line)")
+	return w.String()
+}
+
+type tomlWriter struct {
+	strings.Builder
+	keys int // keys written since the last table header
+}
+
+func (w *tomlWriter) blank() { w.WriteString("\n") }
+
+func (w *tomlWriter) comment(s string) {
+	if s == "" {
+		w.WriteString("#\n")
+		return
+	}
+	fmt.Fprintf(w, "# %s\n", s)
+}
+
+func (w *tomlWriter) table(name, doc string) {
+	w.blank()
+	w.comment(doc)
+	fmt.Fprintf(w, "[%s]\n", name)
+	w.keys = 0
+}
+
+func (w *tomlWriter) key(name, value string, doc ...string) {
+	if w.keys > 0 {
+		w.blank()
+	}
+	w.keys++
+	for _, d := range doc {
+		w.comment(d)
+	}
+	fmt.Fprintf(w, "%s = %s\n", name, value)
+}
+
+// quote renders s as a TOML basic string. strconv.Quote is not used because
+// TOML has no \x escape.
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

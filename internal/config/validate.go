@@ -1,0 +1,201 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/fulcrumdb/fulcrum/internal/kv"
+)
+
+// Hard maxima: no configuration may exceed them.
+const (
+	HardMaxKeySize   Size = kv.HardMaxKeySize
+	HardMaxValueSize Size = kv.HardMaxValueSize
+	maxNodeIDLen          = 64
+)
+
+// Validate checks every field and the rules between fields. It returns nil
+// or all the problems at once, joined (errors.Join); each names the offending
+// field by its TOML path and says why, so an operator fixes a file in one
+// pass. Use Problems to list them.
+func (c Config) Validate() error {
+	var v validator
+
+	if c.NodeID != "" && !validNodeID(c.NodeID) {
+		v.addf("node_id: %q is not a valid node id (1 to %d characters from A-Z a-z 0-9 _ . -)", c.NodeID, maxNodeIDLen)
+	}
+	v.positiveDuration("shutdown_timeout", c.ShutdownTimeout)
+
+	// data
+	if c.Data.Dir == "" {
+		v.addf("data.dir must not be empty")
+	}
+	v.oneOf("data.sync", c.Data.Sync, SyncAlways, SyncInterval, SyncNone)
+	switch {
+	case c.Data.SyncInterval < 0:
+		v.addf("data.sync_interval: %s is negative", c.Data.SyncInterval)
+	case c.Data.SyncInterval == 0 && c.Data.Sync == SyncInterval:
+		v.addf("data.sync_interval must be > 0 when data.sync = %q", SyncInterval)
+	}
+	v.positiveSize("data.cache_size", c.Data.CacheSize)
+	v.positiveDuration("data.sweep_interval", c.Data.SweepInterval)
+
+	// limits (before the front ends, whose rules depend on them)
+	keyOK := v.positiveSize("limits.max_key_size", c.Limits.MaxKeySize) &&
+		v.atMost("limits.max_key_size", c.Limits.MaxKeySize, HardMaxKeySize)
+	valueOK := v.positiveSize("limits.max_value_size", c.Limits.MaxValueSize) &&
+		v.atMost("limits.max_value_size", c.Limits.MaxValueSize, HardMaxValueSize)
+
+	// resp
+	respOK := v.addr("resp.addr", c.RESP.Addr)
+	v.positiveInt("resp.max_clients", c.RESP.MaxClients)
+	if c.RESP.IdleTimeout < 0 {
+		v.addf("resp.idle_timeout: %s is negative", c.RESP.IdleTimeout)
+	}
+	if v.positiveSize("resp.max_frame_size", c.RESP.MaxFrameSize) && keyOK && valueOK {
+		need := c.Limits.MaxValueSize + c.Limits.MaxKeySize + FrameOverhead
+		if c.RESP.MaxFrameSize < need {
+			v.addf("resp.max_frame_size: %s cannot carry a value of limits.max_value_size (%s) with a key of limits.max_key_size (%s); it must be at least %s",
+				c.RESP.MaxFrameSize, c.Limits.MaxValueSize, c.Limits.MaxKeySize, need)
+		}
+	}
+	bulkOK := v.positiveInt("resp.max_multi_bulk", c.RESP.MaxMultiBulk)
+	if v.positiveInt("resp.max_keys_command", c.RESP.MaxKeysCommand) && bulkOK {
+		// MSET k1 v1 ... kn vn is 2n+1 elements; the key limit should be
+		// what bites, not the array limit.
+		if need := 2*c.RESP.MaxKeysCommand + 1; c.RESP.MaxMultiBulk < need {
+			v.addf("resp.max_multi_bulk: %d is too small for an MSET of resp.max_keys_command (%d) pairs; it must be at least %d",
+				c.RESP.MaxMultiBulk, c.RESP.MaxKeysCommand, need)
+		}
+	}
+
+	// http
+	httpOK := v.addr("http.addr", c.HTTP.Addr)
+	switch {
+	case c.HTTP.MaxBodySize < 0:
+		v.addf("http.max_body_size: %s is negative", c.HTTP.MaxBodySize)
+	case c.HTTP.MaxBodySize > 0 && valueOK && c.HTTP.MaxBodySize < c.Limits.MaxValueSize:
+		v.addf("http.max_body_size: %s is smaller than limits.max_value_size (%s); use 0 for the value limit plus %s",
+			c.HTTP.MaxBodySize, c.Limits.MaxValueSize, BodySlack)
+	}
+	if respOK && httpOK {
+		v.distinctAddrs("resp.addr", c.RESP.Addr, "http.addr", c.HTTP.Addr)
+	}
+
+	// log
+	v.oneOf("log.level", c.Log.Level, LogDebug, LogInfo, LogWarn, LogError)
+	v.oneOf("log.format", c.Log.Format, LogText, LogJSON)
+
+	return errors.Join(v.errs...)
+}
+
+// Problems splits an error returned by Validate (or Load) into its
+// individual problems. A single error is returned as a one-element slice.
+func Problems(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) addf(format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf(format, args...))
+}
+
+func (v *validator) oneOf(path, got string, allowed ...string) {
+	if !slices.Contains(allowed, got) {
+		v.addf("%s: %q is not one of %s", path, got, strings.Join(allowed, ", "))
+	}
+}
+
+func (v *validator) positiveInt(path string, n int) bool {
+	if n <= 0 {
+		v.addf("%s must be > 0 (is %d)", path, n)
+		return false
+	}
+	return true
+}
+
+func (v *validator) positiveSize(path string, s Size) bool {
+	if s <= 0 {
+		v.addf("%s must be > 0 (is %s)", path, s)
+		return false
+	}
+	return true
+}
+
+func (v *validator) positiveDuration(path string, d Duration) {
+	if d <= 0 {
+		v.addf("%s must be > 0 (is %s)", path, d)
+	}
+}
+
+func (v *validator) atMost(path string, s, hardMax Size) bool {
+	if s > hardMax {
+		v.addf("%s: %s exceeds the hard maximum %s", path, s, hardMax)
+		return false
+	}
+	return true
+}
+
+// addr checks that a is host:port with a numeric port, as net.Listen wants.
+// The host may be empty (all interfaces).
+func (v *validator) addr(path, a string) bool {
+	if a == "" {
+		v.addf("%s must not be empty", path)
+		return false
+	}
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		v.addf("%s: %q is not host:port", path, a)
+		return false
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		v.addf("%s: port %q in %q is not a number from 0 to 65535", path, port, a)
+		return false
+	}
+	return true
+}
+
+// distinctAddrs reports two listeners that would collide: the same address,
+// or the same port with one of them on every interface. Port 0 never
+// collides (the kernel picks distinct ports).
+func (v *validator) distinctAddrs(pathA, a, pathB, b string) {
+	hostA, portA, _ := net.SplitHostPort(a)
+	hostB, portB, _ := net.SplitHostPort(b)
+	if portA != portB || portA == "0" {
+		return
+	}
+	switch {
+	case a == b:
+		v.addf("%s and %s are both %s", pathA, pathB, a)
+	case hostA == hostB || wildcardHost(hostA) || wildcardHost(hostB):
+		v.addf("%s (%s) and %s (%s) both listen on port %s", pathA, a, pathB, b, portA)
+	}
+}
+
+func wildcardHost(h string) bool {
+	return h == "" || h == "0.0.0.0" || h == "::"
+}
+
+func validNodeID(id string) bool {
+	if len(id) == 0 || len(id) > maxNodeIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

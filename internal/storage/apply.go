@@ -1,0 +1,393 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/fulcrumdb/fulcrum/internal/hlc"
+	"github.com/fulcrumdb/fulcrum/internal/kv"
+)
+
+// txn applies operations to one indexed Pebble batch. It belongs to the
+// applier goroutine; nothing else touches it.
+type txn struct {
+	b      *pebble.Batch
+	limits kv.Limits
+	rev    uint64 // last revision handed out
+	now    int64
+	ts     hlc.Timestamp
+	// counters tracks key/expiry deltas per namespace touched by the batch.
+	counters map[string]*nsCounts
+	expired  int64 // keys found expired and removed or overwritten
+	kbuf     []byte
+	vbuf     []byte
+	ebuf     []byte
+}
+
+// nsCounts is a namespace's counter change within a batch; reset means the
+// namespace was flushed, so the deltas apply to zero rather than the
+// current counts.
+type nsCounts struct {
+	reset         bool
+	keys, expires int64
+}
+
+func (t *txn) delta(ns string) *nsCounts {
+	c := t.counters[ns]
+	if c == nil {
+		c = &nsCounts{}
+		t.counters[ns] = c
+	}
+	return c
+}
+
+// read returns the stored record for key (including expired ones).
+func (t *txn) read(dk []byte) (record, bool, error) {
+	v, closer, err := t.b.Get(dk)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return record{}, false, nil
+	}
+	if err != nil {
+		return record{}, false, fmt.Errorf("read: %w", err)
+	}
+	r, err := decodeValue(v)
+	if err == nil {
+		r.Data = append([]byte(nil), r.Data...)
+	}
+	closer.Close()
+	if err != nil {
+		return record{}, false, err
+	}
+	if r.Tombstone {
+		return record{}, false, nil
+	}
+	return r, true, nil
+}
+
+// write stores v under key, replacing old (if existed), maintaining the
+// expiry index and counters.
+func (t *txn) write(ns string, key, dk []byte, old record, existed bool, v kv.Value) error {
+	if existed && old.ExpireAt != 0 && old.ExpireAt != v.ExpireAt {
+		t.ebuf = expiryKey(t.ebuf, old.ExpireAt, ns, key)
+		if err := t.b.Delete(t.ebuf, nil); err != nil {
+			return err
+		}
+	}
+	if v.ExpireAt != 0 && (!existed || old.ExpireAt != v.ExpireAt) {
+		t.ebuf = expiryKey(t.ebuf, v.ExpireAt, ns, key)
+		if err := t.b.Set(t.ebuf, nil, nil); err != nil {
+			return err
+		}
+	}
+	c := t.delta(ns)
+	if !existed {
+		c.keys++
+	}
+	c.expires += b2i(v.ExpireAt != 0) - b2i(existed && old.ExpireAt != 0)
+	t.vbuf = encodeValue(t.vbuf, record{Value: v})
+	return t.b.Set(dk, t.vbuf, nil)
+}
+
+func (t *txn) remove(ns string, key, dk []byte, old record) error {
+	if old.ExpireAt != 0 {
+		t.ebuf = expiryKey(t.ebuf, old.ExpireAt, ns, key)
+		if err := t.b.Delete(t.ebuf, nil); err != nil {
+			return err
+		}
+	}
+	c := t.delta(ns)
+	c.keys--
+	c.expires -= b2i(old.ExpireAt != 0)
+	return t.b.Delete(dk, nil)
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// next hands out the next revision and builds the value metadata for a write.
+func (t *txn) next(data []byte, created uint64, expireAt int64) kv.Value {
+	t.rev++
+	if created == 0 {
+		created = t.rev
+	}
+	return kv.Value{Data: data, Version: t.rev, Created: created, Timestamp: t.ts, ExpireAt: expireAt}
+}
+
+// apply runs one operation. A returned error aborts the whole batch (storage
+// failure); per-operation failures go in Result.Err.
+func (t *txn) apply(op *kv.Op) (kv.Result, error) {
+	var res kv.Result
+	if op.Kind == kv.OpFlush {
+		n, err := t.flush(op.Namespace)
+		res.Count, res.Applied = n, n > 0
+		return res, err
+	}
+	if err := t.limits.CheckKey(op.Key); err != nil {
+		res.Err = err
+		return res, nil
+	}
+	t.kbuf = dataKey(t.kbuf, op.Namespace, op.Key)
+	dk := t.kbuf
+	old, stored, err := t.read(dk)
+	if err != nil {
+		return res, err
+	}
+	live := stored && !old.ExpiredAt(t.now)
+	if stored && !live {
+		t.expired++
+	}
+	if live {
+		res.Prev, res.PrevExists = old.Value, true
+	}
+	// created is the creation revision carried over by in-place updates.
+	created := uint64(0)
+	if live {
+		created = old.Created
+	}
+	keepExpiry := int64(0)
+	if live {
+		keepExpiry = old.ExpireAt
+	}
+	// done records the outcome of a write that produced cur.
+	set := func(cur kv.Value) (kv.Result, error) {
+		if err := t.write(op.Namespace, op.Key, dk, old, stored, cur); err != nil {
+			return res, err
+		}
+		res.Applied, res.Cur, res.Exists = true, cur, true
+		return res, nil
+	}
+	unchanged := func() (kv.Result, error) {
+		// An expired record met by a no-op is removed now, so lazy expiry
+		// and the sweeper agree on what exists.
+		if stored && !live {
+			if err := t.remove(op.Namespace, op.Key, dk, old); err != nil {
+				return res, err
+			}
+		}
+		res.Cur, res.Exists = res.Prev, res.PrevExists
+		return res, nil
+	}
+
+	switch op.Kind {
+	case kv.OpSet:
+		if !condHolds(op, live, old) {
+			return unchanged()
+		}
+		if err := t.limits.CheckValue(len(op.Value)); err != nil {
+			res.Err = err
+			return unchanged()
+		}
+		exp := op.ExpireAt
+		if op.KeepTTL {
+			exp = keepExpiry
+		}
+		if exp != 0 && exp <= t.now {
+			// Already expired on arrival (SET ... PXAT in the past): Redis
+			// treats it as set-then-expired, i.e. the key is gone.
+			res.Applied = true
+			if stored {
+				return res, t.remove(op.Namespace, op.Key, dk, old)
+			}
+			return res, nil
+		}
+		return set(t.next(op.Value, created, exp))
+
+	case kv.OpDelete, kv.OpSweep:
+		if op.Kind == kv.OpSweep {
+			// Remove the index entry that led here even if stale.
+			t.ebuf = expiryKey(t.ebuf, op.ExpireAt, op.Namespace, op.Key)
+			if err := t.b.Delete(t.ebuf, nil); err != nil {
+				return res, err
+			}
+			if !stored || live {
+				return unchanged()
+			}
+			res.Applied = true
+			return res, t.remove(op.Namespace, op.Key, dk, old)
+		}
+		if !live || !condHolds(op, live, old) {
+			return unchanged()
+		}
+		res.Applied = true
+		return res, t.remove(op.Namespace, op.Key, dk, old)
+
+	case kv.OpIncrBy:
+		var cur int64
+		if live {
+			n, err := strconv.ParseInt(string(old.Data), 10, 64)
+			if err != nil || len(old.Data) == 0 || len(old.Data) > 20 {
+				res.Err = kv.ErrNotInteger
+				return unchanged()
+			}
+			cur = n
+		}
+		if (op.Delta > 0 && cur > math.MaxInt64-op.Delta) || (op.Delta < 0 && cur < math.MinInt64-op.Delta) {
+			res.Err = kv.ErrOverflow
+			return unchanged()
+		}
+		return set(t.next(strconv.AppendInt(nil, cur+op.Delta, 10), created, keepExpiry))
+
+	case kv.OpIncrByFloat:
+		var cur float64
+		if live {
+			f, err := parseRedisFloat(old.Data)
+			if err != nil {
+				res.Err = kv.ErrNotFloat
+				return unchanged()
+			}
+			cur = f
+		}
+		n := cur + op.DeltaFloat
+		if math.IsNaN(n) || math.IsInf(n, 0) {
+			res.Err = kv.ErrNaN
+			return unchanged()
+		}
+		return set(t.next(strconv.AppendFloat(nil, n, 'f', -1, 64), created, keepExpiry))
+
+	case kv.OpAppend:
+		var base []byte
+		if live {
+			base = old.Data
+		}
+		if err := t.limits.CheckValue(len(base) + len(op.Value)); err != nil {
+			res.Err = err
+			return unchanged()
+		}
+		data := make([]byte, 0, len(base)+len(op.Value))
+		data = append(append(data, base...), op.Value...)
+		return set(t.next(data, created, keepExpiry))
+
+	case kv.OpSetRange:
+		var base []byte
+		if live {
+			base = old.Data
+		}
+		if op.Offset < 0 {
+			res.Err = kv.Errorf(kv.CodeInvalid, "offset is out of range")
+			return unchanged()
+		}
+		if len(op.Value) == 0 {
+			// Redis: an empty patch changes nothing and never creates.
+			return unchanged()
+		}
+		end := op.Offset + int64(len(op.Value))
+		if err := t.limits.CheckValue(int(min(end, math.MaxInt32))); err != nil || end > math.MaxInt32 {
+			if err == nil {
+				err = kv.Errorf(kv.CodeTooLarge, "value would be %d bytes", end)
+			}
+			res.Err = err
+			return unchanged()
+		}
+		n := max(int64(len(base)), end)
+		data := make([]byte, n)
+		copy(data, base)
+		copy(data[op.Offset:], op.Value)
+		return set(t.next(data, created, keepExpiry))
+
+	case kv.OpExpire:
+		if !live || !expireCondHolds(op, old.ExpireAt) {
+			return unchanged()
+		}
+		if op.ExpireAt <= t.now {
+			res.Applied = true
+			return res, t.remove(op.Namespace, op.Key, dk, old)
+		}
+		return set(t.next(old.Data, created, op.ExpireAt))
+
+	case kv.OpPersist:
+		if !live || old.ExpireAt == 0 {
+			return unchanged()
+		}
+		return set(t.next(old.Data, created, 0))
+	}
+	res.Err = kv.Errorf(kv.CodeInvalid, "unknown operation %d", op.Kind)
+	return res, nil
+}
+
+func condHolds(op *kv.Op, live bool, old record) bool {
+	switch op.Cond {
+	case kv.CondAbsent:
+		return !live
+	case kv.CondPresent:
+		return live
+	case kv.CondVersion:
+		return live && old.Version == op.IfVersion
+	}
+	return true
+}
+
+// expireCondHolds implements Redis 7's EXPIRE NX/XX/GT/LT, where a key
+// without expiry counts as an infinite TTL.
+func expireCondHolds(op *kv.Op, cur int64) bool {
+	switch op.ExpireCond {
+	case kv.ExpireNX:
+		return cur == 0
+	case kv.ExpireXX:
+		return cur != 0
+	case kv.ExpireGT:
+		return cur != 0 && op.ExpireAt > cur
+	case kv.ExpireLT:
+		return cur == 0 || op.ExpireAt < cur
+	}
+	return true
+}
+
+// parseRedisFloat accepts what Redis's INCRBYFLOAT accepts: a decimal or
+// exponent float without surrounding spaces, not NaN.
+func parseRedisFloat(b []byte) (float64, error) {
+	if len(b) == 0 || len(b) > 5000 || b[0] == ' ' || b[len(b)-1] == ' ' {
+		return 0, kv.ErrNotFloat
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || math.IsNaN(f) {
+		return 0, kv.ErrNotFloat
+	}
+	return f, nil
+}
+
+// flush deletes every key of ns, returning how many there were.
+func (t *txn) flush(ns string) (int64, error) {
+	lo := nsKeyPrefix(ns)
+	hi := prefixEnd(lo)
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return n, err
+		}
+		r, err := decodeValue(v)
+		if err != nil {
+			it.Close()
+			return n, err
+		}
+		if r.ExpireAt != 0 {
+			t.ebuf = expiryKey(t.ebuf, r.ExpireAt, ns, it.Key()[len(lo):])
+			if err := t.b.Delete(t.ebuf, nil); err != nil {
+				it.Close()
+				return n, err
+			}
+		}
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return n, err
+	}
+	if err := t.b.DeleteRange(lo, hi, nil); err != nil {
+		return n, err
+	}
+	*t.delta(ns) = nsCounts{reset: true}
+	return n, nil
+}
