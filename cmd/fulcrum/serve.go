@@ -16,7 +16,7 @@ type ServeFunc func(ctx context.Context, cfg config.Config, logger *slog.Logger,
 // serve is the one place cmd/fulcrum touches internal/server; adapt it here
 // if the server's API changes.
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, started func(respAddr, httpAddr string)) error {
-	s, err := server.New(cfg, logger)
+	s, err := server.New(cfg, logger, server.WithVersion(version))
 	if err != nil {
 		return err
 	}

@@ -1,40 +1,290 @@
-// PLACEHOLDER — written by the config/cmd engineer only so that cmd/fulcrum
-// builds before the real package exists. The lead replaces this whole file
-// (and adds doc.go); nothing here is meant to survive.
-
-// Package server is a Fulcrum node: it wires storage and the RESP and HTTP
-// front ends from a config.Config and owns their goroutines and shutdown.
 package server
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/config"
+	"github.com/fulcrumdb/fulcrum/internal/httpapi"
+	"github.com/fulcrumdb/fulcrum/internal/kv"
+	"github.com/fulcrumdb/fulcrum/internal/metrics"
+	"github.com/fulcrumdb/fulcrum/internal/resp"
+	"github.com/fulcrumdb/fulcrum/internal/storage"
 )
 
-var errNotImplemented = errors.New("server: not implemented yet")
+// defaultVersion is reported to clients unless WithVersion says otherwise.
+const defaultVersion = "dev"
 
-// Server is a running Fulcrum node. PLACEHOLDER.
-type Server struct{}
+// Server is a Fulcrum node.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	version string
+	now     func() time.Time
 
-// New opens storage and builds the front ends; it starts no goroutines.
-// PLACEHOLDER: always fails.
-func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
-	return nil, errNotImplemented
+	store   *storage.Store
+	metrics *metrics.Metrics
+	resp    *resp.Server
+	http    *http.Server
+
+	ready    chan struct{}
+	stopping atomic.Bool
+	addrs    struct {
+		sync.Mutex
+		resp, http string
+	}
+	started time.Time
 }
 
-// Run listens and serves until ctx is cancelled, then shuts down gracefully
-// within cfg.ShutdownTimeout and closes storage; nil means a clean stop.
-// PLACEHOLDER.
-func (s *Server) Run(ctx context.Context) error { return errNotImplemented }
+// Option adjusts a Server beyond its config; used by the binary (version)
+// and tests (clock).
+type Option func(*Server)
 
-// RESPAddr is the address the RESP listener is bound to. PLACEHOLDER.
-func (s *Server) RESPAddr() string { return "" }
+// WithVersion sets the version string reported to clients.
+func WithVersion(v string) Option { return func(s *Server) { s.version = v } }
 
-// HTTPAddr is the address the HTTP listener is bound to. PLACEHOLDER.
-func (s *Server) HTTPAddr() string { return "" }
+// WithClock replaces the wall clock used for expiry (tests).
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
-// Ready is closed once both listeners accept connections. PLACEHOLDER.
-func (s *Server) Ready() <-chan struct{} { return nil }
+// New validates cfg, opens storage and builds the front ends. It starts no
+// listeners; Run does. On error nothing is left open.
+func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server: invalid configuration: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: logger, version: defaultVersion, now: time.Now, ready: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	limits := cfg.Limits.KV()
+	st, err := storage.Open(storage.Options{
+		Dir:           cfg.Data.Dir,
+		Sync:          storage.SyncMode(cfg.Data.Sync),
+		SyncInterval:  time.Duration(cfg.Data.SyncInterval),
+		SweepInterval: time.Duration(cfg.Data.SweepInterval),
+		CacheSize:     int64(cfg.Data.CacheSize),
+		Limits:        limits,
+		Now:           s.now,
+		Logger:        logger.With("component", "storage"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.store = st
+	s.metrics = metrics.New()
+	s.metrics.Registry.MustRegister(st.Collector())
+
+	s.resp, err = resp.New(resp.Options{
+		Store:          st,
+		Limits:         limits,
+		MaxFrameSize:   int(cfg.RESP.MaxFrameSize),
+		MaxMultiBulk:   cfg.RESP.MaxMultiBulk,
+		MaxClients:     cfg.RESP.MaxClients,
+		IdleTimeout:    time.Duration(cfg.RESP.IdleTimeout),
+		MaxKeysCommand: cfg.RESP.MaxKeysCommand,
+		EnableFlush:    cfg.RESP.EnableFlush,
+		Now:            s.now,
+		Metrics:        s.metrics,
+		Logger:         logger.With("component", "resp"),
+		Version:        s.version,
+		ExtraInfo:      []resp.InfoSection{{Name: "Persistence", Fields: s.persistenceInfo}},
+		ConfigValues:   s.redisConfig(),
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	h, err := httpapi.New(httpapi.Options{
+		Store:       st,
+		Limits:      limits,
+		MaxBodySize: int64(cfg.HTTPBodyLimit()),
+		Metrics:     s.metrics,
+		Logger:      logger.With("component", "http"),
+		EnablePprof: cfg.HTTP.EnablePprof,
+		Ready:       s.readyErr,
+		Now:         s.now,
+		Version:     s.version,
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.http = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Run listens on the configured addresses and serves until ctx ends, then
+// shuts down within cfg.ShutdownTimeout and closes storage. It returns nil
+// after a clean stop. Run may be called once.
+func (s *Server) Run(ctx context.Context) error {
+	respLn, err := net.Listen("tcp", s.cfg.RESP.Addr)
+	if err != nil {
+		s.store.Close()
+		return fmt.Errorf("server: resp listener: %w", err)
+	}
+	httpLn, err := net.Listen("tcp", s.cfg.HTTP.Addr)
+	if err != nil {
+		respLn.Close()
+		s.store.Close()
+		return fmt.Errorf("server: http listener: %w", err)
+	}
+	s.addrs.Lock()
+	s.addrs.resp, s.addrs.http = respLn.Addr().String(), httpLn.Addr().String()
+	s.addrs.Unlock()
+	s.started = time.Now()
+
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		// Not ctx: cancelling the run must drain gracefully through
+		// Shutdown, not close connections mid-command.
+		if err := s.resp.Serve(context.WithoutCancel(ctx), respLn); err != nil {
+			errc <- fmt.Errorf("resp: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := s.http.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	close(s.ready)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.log.Error("listener failed; shutting down", "err", runErr)
+	}
+	shutdownErr := s.shutdown()
+	wg.Wait()
+	return errors.Join(runErr, shutdownErr)
+}
+
+func (s *Server) shutdown() error {
+	s.stopping.Store(true)
+	timeout := time.Duration(s.cfg.ShutdownTimeout)
+	s.log.Info("shutting down", "timeout", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	var respErr, httpErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); respErr = s.resp.Shutdown(ctx) }()
+	go func() { defer wg.Done(); httpErr = s.http.Shutdown(ctx) }()
+	wg.Wait()
+	if httpErr != nil {
+		s.http.Close() // in-flight requests ran out of time
+	}
+	// Storage closes last, so every write a client was told succeeded is
+	// already committed by the time files are closed.
+	storeErr := s.store.Close()
+	if respErr != nil || httpErr != nil {
+		s.log.Warn("shutdown timeout: connections closed with requests in flight", "resp", respErr, "http", httpErr)
+	}
+	if storeErr != nil {
+		return fmt.Errorf("server: close storage: %w", storeErr)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+// Ready is closed once both listeners accept connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// RESPAddr is the bound RESP address (valid after Ready).
+func (s *Server) RESPAddr() string {
+	s.addrs.Lock()
+	defer s.addrs.Unlock()
+	return s.addrs.resp
+}
+
+// HTTPAddr is the bound HTTP address (valid after Ready).
+func (s *Server) HTTPAddr() string {
+	s.addrs.Lock()
+	defer s.addrs.Unlock()
+	return s.addrs.http
+}
+
+// Store exposes the node's storage to in-process tests and tools.
+func (s *Server) Store() *storage.Store { return s.store }
+
+func (s *Server) readyErr() error {
+	if s.stopping.Load() {
+		return kv.Errorf(kv.CodeUnavailable, "shutting down")
+	}
+	select {
+	case <-s.ready:
+		return nil
+	default:
+		return kv.Errorf(kv.CodeUnavailable, "starting")
+	}
+}
+
+// persistenceInfo is INFO's Persistence section: Redis's field names where
+// they mean the same, Fulcrum's for the sync policy and loss window.
+func (s *Server) persistenceInfo() []resp.InfoField {
+	st := s.store.Stats()
+	lastSync := int64(0)
+	if !st.LastSync.IsZero() {
+		lastSync = st.LastSync.Unix()
+	}
+	window := 0.0
+	if !st.UnsyncedSince.IsZero() {
+		window = s.now().Sub(st.UnsyncedSince).Seconds()
+	}
+	aof := "1"
+	return []resp.InfoField{
+		{Name: "loading", Value: "0"},
+		{Name: "aof_enabled", Value: aof},
+		{Name: "fulcrum_sync", Value: string(st.Sync)},
+		{Name: "fulcrum_sync_interval_ms", Value: strconv.FormatInt(st.SyncInterval.Milliseconds(), 10)},
+		{Name: "fulcrum_last_sync_time", Value: strconv.FormatInt(lastSync, 10)},
+		{Name: "fulcrum_unsynced_seconds", Value: strconv.FormatFloat(window, 'f', 3, 64)},
+		{Name: "fulcrum_write_batches", Value: strconv.FormatInt(st.Batches, 10)},
+		{Name: "fulcrum_commits", Value: strconv.FormatInt(st.Commits, 10)},
+		{Name: "fulcrum_expired_keys", Value: strconv.FormatInt(st.ExpiredKeys, 10)},
+		{Name: "fulcrum_disk_bytes", Value: strconv.FormatUint(st.DiskUsage, 10)},
+		{Name: "fulcrum_data_dir", Value: s.cfg.Data.Dir},
+	}
+}
+
+// redisConfig answers CONFIG GET for the parameters clients ask about at
+// connect time, mapped from Fulcrum's configuration.
+func (s *Server) redisConfig() map[string]string {
+	fsync := map[string]string{config.SyncAlways: "always", config.SyncInterval: "everysec", config.SyncNone: "no"}[s.cfg.Data.Sync]
+	return map[string]string{
+		"appendonly":         "yes",
+		"appendfsync":        fsync,
+		"save":               "",
+		"maxclients":         strconv.Itoa(s.cfg.RESP.MaxClients),
+		"timeout":            strconv.FormatInt(int64(time.Duration(s.cfg.RESP.IdleTimeout).Seconds()), 10),
+		"proto-max-bulk-len": strconv.FormatInt(int64(s.cfg.Limits.MaxValueSize), 10),
+		"dir":                absDir(s.cfg.Data.Dir),
+	}
+}
+
+func absDir(d string) string {
+	if wd, err := os.Getwd(); err == nil && len(d) > 0 && d[0] != '/' {
+		return wd + "/" + d
+	}
+	return d
+}
