@@ -74,6 +74,10 @@ type Data struct {
 	SyncInterval Duration `toml:"sync_interval"`
 	// CacheSize is the size of Pebble's block cache.
 	CacheSize Size `toml:"cache_size"`
+	// RowCacheSize bounds the in-memory cache of decoded rows in front of
+	// Pebble, which serves hot reads and the writer's read-before-write;
+	// 0 disables it.
+	RowCacheSize Size `toml:"row_cache_size"`
 	// SweepInterval is how often the background sweeper deletes expired
 	// keys. Expired keys are invisible to reads at once regardless.
 	SweepInterval Duration `toml:"sweep_interval"`
@@ -139,6 +143,7 @@ func Default() Config {
 			Sync:          SyncAlways,
 			SyncInterval:  Duration(time.Second),
 			CacheSize:     64 * MiB,
+			RowCacheSize:  64 * MiB,
 			SweepInterval: Duration(100 * time.Millisecond),
 		},
 		RESP: RESP{

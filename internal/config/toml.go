@@ -38,6 +38,9 @@ func (c Config) TOML() string {
 		"  none:     the operating system decides when data reaches disk.")
 	w.key("sync_interval", quote(c.Data.SyncInterval.String()), `WAL fsync period when sync = "interval".`)
 	w.key("cache_size", quote(c.Data.CacheSize.String()), "Size of Pebble's block cache.")
+	w.key("row_cache_size", quote(c.Data.RowCacheSize.String()),
+		"Memory for the cache of decoded rows in front of Pebble (hot reads and",
+		"read-before-write); 0 disables it.")
 	w.key("sweep_interval", quote(c.Data.SweepInterval.String()),
 		"How often expired keys are deleted in the background. Expired keys are",
 		"invisible to reads at once regardless.")

@@ -42,6 +42,9 @@ func (c Config) Validate() error {
 		v.addf("data.sync_interval must be > 0 when data.sync = %q", SyncInterval)
 	}
 	v.positiveSize("data.cache_size", c.Data.CacheSize)
+	if c.Data.RowCacheSize < 0 {
+		v.addf("data.row_cache_size must be >= 0 (is %s)", c.Data.RowCacheSize)
+	}
 	v.positiveDuration("data.sweep_interval", c.Data.SweepInterval)
 
 	// limits (before the front ends, whose rules depend on them)

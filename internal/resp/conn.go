@@ -498,16 +498,6 @@ func (c *conn) writeVerbatim(text []byte) {
 	}
 }
 
-// writeDouble answers with a float; RESP2 gets a bulk string.
-func (c *conn) writeDouble(f float64) {
-	if c.proto == 3 {
-		c.put(AppendDouble(c.buf(), f))
-	} else {
-		var tmp [32]byte
-		c.writeBulk(appendFloat(tmp[:0], f))
-	}
-}
-
 // now is the expiry clock in Unix milliseconds.
 func (c *conn) now() int64 { return c.s.opts.Now().UnixMilli() }
 

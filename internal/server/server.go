@@ -75,6 +75,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		SyncInterval:  time.Duration(cfg.Data.SyncInterval),
 		SweepInterval: time.Duration(cfg.Data.SweepInterval),
 		CacheSize:     int64(cfg.Data.CacheSize),
+		RowCacheSize:  rowCacheSize(cfg.Data.RowCacheSize),
 		Limits:        limits,
 		Now:           s.now,
 		Logger:        logger.With("component", "storage"),
@@ -280,6 +281,15 @@ func (s *Server) redisConfig() map[string]string {
 		"proto-max-bulk-len": strconv.FormatInt(int64(s.cfg.Limits.MaxValueSize), 10),
 		"dir":                absDir(s.cfg.Data.Dir),
 	}
+}
+
+// rowCacheSize maps the config's "0 disables" to storage's "negative
+// disables".
+func rowCacheSize(s config.Size) int64 {
+	if s == 0 {
+		return -1
+	}
+	return int64(s)
 }
 
 func absDir(d string) string {

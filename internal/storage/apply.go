@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -12,14 +13,20 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
-// txn applies operations to one indexed Pebble batch. It belongs to the
-// applier goroutine; nothing else touches it.
+// txn applies operations to one Pebble batch. It belongs to the applier
+// goroutine; nothing else touches it. Reads see, in order: rows written
+// earlier in this batch (overlay), namespaces flushed earlier in this batch,
+// the row cache, and Pebble's committed state.
 type txn struct {
-	b      *pebble.Batch
-	limits kv.Limits
-	rev    uint64 // last revision handed out
-	now    int64
-	ts     hlc.Timestamp
+	b       *pebble.Batch
+	db      *pebble.DB
+	cache   *rowCache // nil when disabled
+	overlay map[string]*cacheEntry
+	flushed map[string]bool
+	limits  kv.Limits
+	rev     uint64 // last revision handed out
+	now     int64
+	ts      hlc.Timestamp
 	// counters tracks key/expiry deltas per namespace touched by the batch.
 	counters map[string]*nsCounts
 	expired  int64 // keys found expired and removed or overwritten
@@ -46,25 +53,46 @@ func (t *txn) delta(ns string) *nsCounts {
 }
 
 // read returns the stored record for key (including expired ones).
-func (t *txn) read(dk []byte) (record, bool, error) {
-	v, closer, err := t.b.Get(dk)
+func (t *txn) read(ns string, dk []byte) (record, bool, error) {
+	if e, ok := t.overlay[string(dk)]; ok {
+		return e.rec, e.exists, nil
+	}
+	if t.flushed[ns] {
+		return record{}, false, nil
+	}
+	var gen uint64
+	if t.cache != nil {
+		e, hit, g := t.cache.get(dk)
+		if hit {
+			return e.rec, e.exists, nil
+		}
+		gen = g
+	}
+	r, ok, err := readPebble(t.db, dk)
+	if err == nil && t.cache != nil {
+		t.cache.fill(dk, cacheEntry{rec: r, exists: ok}, gen)
+	}
+	return r, ok, err
+}
+
+// readPebble reads a committed record; its Data is a private copy.
+func readPebble(db *pebble.DB, dk []byte) (record, bool, error) {
+	v, closer, err := db.Get(dk)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return record{}, false, nil
 	}
 	if err != nil {
 		return record{}, false, fmt.Errorf("read: %w", err)
 	}
+	defer closer.Close()
 	r, err := decodeValue(v)
-	if err == nil {
-		r.Data = append([]byte(nil), r.Data...)
-	}
-	closer.Close()
 	if err != nil {
 		return record{}, false, err
 	}
 	if r.Tombstone {
 		return record{}, false, nil
 	}
+	r.Data = append([]byte(nil), r.Data...)
 	return r, true, nil
 }
 
@@ -89,6 +117,7 @@ func (t *txn) write(ns string, key, dk []byte, old record, existed bool, v kv.Va
 	}
 	c.expires += b2i(v.ExpireAt != 0) - b2i(existed && old.ExpireAt != 0)
 	t.vbuf = encodeValue(t.vbuf, record{Value: v})
+	t.overlay[string(dk)] = &cacheEntry{rec: record{Value: v}, exists: true}
 	return t.b.Set(dk, t.vbuf, nil)
 }
 
@@ -102,6 +131,7 @@ func (t *txn) remove(ns string, key, dk []byte, old record) error {
 	c := t.delta(ns)
 	c.keys--
 	c.expires -= b2i(old.ExpireAt != 0)
+	t.overlay[string(dk)] = &cacheEntry{}
 	return t.b.Delete(dk, nil)
 }
 
@@ -136,7 +166,7 @@ func (t *txn) apply(op *kv.Op) (kv.Result, error) {
 	}
 	t.kbuf = dataKey(t.kbuf, op.Namespace, op.Key)
 	dk := t.kbuf
-	old, stored, err := t.read(dk)
+	old, stored, err := t.read(op.Namespace, dk)
 	if err != nil {
 		return res, err
 	}
@@ -198,7 +228,9 @@ func (t *txn) apply(op *kv.Op) (kv.Result, error) {
 			}
 			return res, nil
 		}
-		return set(t.next(op.Value, created, exp))
+		// Copied: the overlay and row cache keep it after the caller's
+		// buffer is reused.
+		return set(t.next(append([]byte(nil), op.Value...), created, exp))
 
 	case kv.OpDelete, kv.OpSweep:
 		if op.Kind == kv.OpSweep {
@@ -353,41 +385,62 @@ func parseRedisFloat(b []byte) (float64, error) {
 	return f, nil
 }
 
-// flush deletes every key of ns, returning how many there were.
+// flush deletes every key of ns, returning how many there were. The
+// namespace's current rows are Pebble's committed ones overridden by rows
+// written earlier in this batch (the overlay).
 func (t *txn) flush(ns string) (int64, error) {
 	lo := nsKeyPrefix(ns)
 	hi := prefixEnd(lo)
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return 0, err
-	}
 	var n int64
-	for ok := it.First(); ok; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			it.Close()
-			return n, err
+	dropIndex := func(key []byte, r record) error {
+		n++
+		if r.ExpireAt == 0 {
+			return nil
 		}
-		r, err := decodeValue(v)
+		t.ebuf = expiryKey(t.ebuf, r.ExpireAt, ns, key)
+		return t.b.Delete(t.ebuf, nil)
+	}
+	if !t.flushed[ns] {
+		it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 		if err != nil {
-			it.Close()
-			return n, err
+			return 0, err
 		}
-		if r.ExpireAt != 0 {
-			t.ebuf = expiryKey(t.ebuf, r.ExpireAt, ns, it.Key()[len(lo):])
-			if err := t.b.Delete(t.ebuf, nil); err != nil {
+		for ok := it.First(); ok; ok = it.Next() {
+			if _, inOverlay := t.overlay[string(it.Key())]; inOverlay {
+				continue // counted below from its newer row
+			}
+			v, err := it.ValueAndErr()
+			if err == nil {
+				var r record
+				if r, err = decodeValue(v); err == nil && !r.Tombstone {
+					err = dropIndex(it.Key()[len(lo):], r)
+				}
+			}
+			if err != nil {
 				it.Close()
 				return n, err
 			}
 		}
-		n++
+		if err := it.Close(); err != nil {
+			return n, err
+		}
 	}
-	if err := it.Close(); err != nil {
-		return n, err
+	for k, e := range t.overlay {
+		if !e.exists || !strings.HasPrefix(k, string(lo)) {
+			continue
+		}
+		if err := dropIndex([]byte(k[len(lo):]), e.rec); err != nil {
+			return n, err
+		}
+		*e = cacheEntry{}
 	}
 	if err := t.b.DeleteRange(lo, hi, nil); err != nil {
 		return n, err
 	}
+	if t.flushed == nil {
+		t.flushed = make(map[string]bool)
+	}
+	t.flushed[ns] = true
 	*t.delta(ns) = nsCounts{reset: true}
 	return n, nil
 }

@@ -53,7 +53,7 @@ func (s *Store) Close() error {
 		if err := s.db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("storage: close: %w", err))
 		}
-		s.cache.Unref()
+		s.blockCache.Unref()
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr

@@ -99,17 +99,21 @@ func (m model) step(op kv.Op, now int64) (bool, string, bool, bool) {
 
 // Property: a random sequence of operations, clock moves, sweeps and
 // restarts leaves the store agreeing with the model on every answer.
+// It runs with the row cache off, tiny (constant eviction) and default.
 func TestStoreMatchesModel(t *testing.T) {
-	for seed := int64(1); seed <= 5; seed++ {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runModel(t, seed) })
+	for _, cache := range []int64{-1, 2048, 0} {
+		for seed := int64(1); seed <= 4; seed++ {
+			t.Run(fmt.Sprintf("cache%d/seed%d", cache, seed), func(t *testing.T) { runModel(t, seed, cache) })
+		}
 	}
 }
 
-func runModel(t *testing.T, seed int64) {
+func runModel(t *testing.T, seed, cacheSize int64) {
 	rng := rand.New(rand.NewSource(seed))
 	clock := newFakeClock()
 	fs := vfs.NewMem()
-	s := openTest(t, fs, clock)
+	withCache := func(o *Options) { o.RowCacheSize = cacheSize }
+	s := openTest(t, fs, clock, withCache)
 	defer func() { s.Close() }()
 	m := model{}
 	keys := []string{"a", "b", "c", "d", "", "\x00bin"}
@@ -152,7 +156,20 @@ func runModel(t *testing.T, seed int64) {
 				if err := s.Close(); err != nil {
 					t.Fatal(err)
 				}
-				s = openTest(t, fs, clock)
+				s = openTest(t, fs, clock, withCache)
+			case 2:
+				// A flush batch with writes on both sides of it.
+				k := []byte(keys[rng.Intn(len(keys))])
+				b := kv.Batch{Now: clock.Ms(), Ops: []kv.Op{
+					{Kind: kv.OpSet, Namespace: "default", Key: k, Value: []byte("pre")},
+					{Kind: kv.OpFlush, Namespace: "default"},
+					{Kind: kv.OpAppend, Namespace: "default", Key: k, Value: []byte("post")},
+				}}
+				if _, err := s.Apply(context.Background(), b); err != nil {
+					t.Fatal(err)
+				}
+				clear(m)
+				m[string(k)] = modelVal{data: "post"}
 			}
 			continue
 		}

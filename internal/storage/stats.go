@@ -12,7 +12,6 @@ import (
 // the Prometheus collector.
 type statCounters struct {
 	batches     atomic.Int64 // kv.Batch values applied
-	ops         atomic.Int64
 	groups      atomic.Int64 // Pebble commits
 	expired     atomic.Int64 // expired keys removed or overwritten by writes
 	lastSync    atomic.Int64 // unix nanos of the last completed WAL sync

@@ -51,6 +51,10 @@ type Options struct {
 	Limits kv.Limits
 	// CacheSize is Pebble's block cache in bytes; default 64 MiB.
 	CacheSize int64
+	// RowCacheSize bounds the in-memory cache of decoded rows in front of
+	// Pebble (hot reads and read-before-write); default 64 MiB, negative
+	// disables it.
+	RowCacheSize int64
 	// MaxGroup caps the batches committed together; default 1024.
 	MaxGroup int
 	// Logger receives storage events; nil discards them.
@@ -95,6 +99,9 @@ func (o *Options) applyDefaults() error {
 	if o.CacheSize <= 0 {
 		o.CacheSize = 64 << 20
 	}
+	if o.RowCacheSize == 0 {
+		o.RowCacheSize = 64 << 20
+	}
 	if o.MaxGroup <= 0 {
 		o.MaxGroup = 1024
 	}
@@ -109,8 +116,10 @@ func (o *Options) applyDefaults() error {
 type Store struct {
 	opts  Options
 	db    *pebble.DB
-	cache *pebble.Cache
-	clock *hlc.Clock
+	cache *rowCache // nil when disabled
+	// blockCache is Pebble's block cache.
+	blockCache *pebble.Cache
+	clock      *hlc.Clock
 
 	reqs    chan *request
 	synced  chan *group // groups waiting for their fsync (SyncAlways)
@@ -171,15 +180,16 @@ func Open(opts Options) (*Store, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stats = newStatCounters()
 	s.clock = hlc.New(func() int64 { return opts.Now().UnixNano() })
-	s.cache = pebble.NewCache(opts.CacheSize)
+	s.cache = newRowCache(opts.RowCacheSize)
+	s.blockCache = pebble.NewCache(opts.CacheSize)
 	po := &pebble.Options{
 		FS:     opts.FS,
-		Cache:  s.cache,
+		Cache:  s.blockCache,
 		Logger: pebbleLogger{opts.Logger},
 	}
 	db, err := pebble.Open(opts.Dir, po)
 	if err != nil {
-		s.cache.Unref()
+		s.blockCache.Unref()
 		s.cancel()
 		return nil, fmt.Errorf("storage: open %s: %w", opts.Dir, err)
 	}
@@ -187,7 +197,7 @@ func Open(opts Options) (*Store, error) {
 	rev, err := s.recover()
 	if err != nil {
 		db.Close()
-		s.cache.Unref()
+		s.blockCache.Unref()
 		s.cancel()
 		return nil, err
 	}
@@ -317,7 +327,10 @@ func (s *Store) refuseQueued() {
 func (s *Store) commitGroup(reqs []*request, rev uint64) uint64 {
 	start := time.Now()
 	t := &txn{
-		b:        s.db.NewIndexedBatch(),
+		b:        s.db.NewBatch(),
+		db:       s.db,
+		cache:    s.cache,
+		overlay:  make(map[string]*cacheEntry),
 		limits:   s.opts.Limits,
 		rev:      rev,
 		counters: make(map[string]*nsCounts),
@@ -358,6 +371,16 @@ func (s *Store) commitGroup(reqs []*request, rev uint64) uint64 {
 		t.b.Close()
 		return rev
 	}
+	// The commit is published (readable in Pebble), so the cache may now
+	// show it too.
+	if s.cache != nil {
+		if t.flushed != nil {
+			s.cache.clear()
+		}
+		for k, e := range t.overlay {
+			s.cache.put(k, *e)
+		}
+	}
 	s.publishCounts(t)
 	s.stats.record(t, len(live))
 	if s.opts.Sync == SyncAlways {
@@ -384,7 +407,7 @@ func (s *Store) applyRequest(t *txn, r *request) error {
 	if b.AllAbsent {
 		for i := range b.Ops {
 			t.kbuf = dataKey(t.kbuf, b.Ops[i].Namespace, b.Ops[i].Key)
-			old, ok, err := t.read(t.kbuf)
+			old, ok, err := t.read(b.Ops[i].Namespace, t.kbuf)
 			if err != nil {
 				return err
 			}
@@ -528,29 +551,37 @@ func (s *Store) syncWAL() error {
 func (s *Store) Now() int64 { return s.opts.Now().UnixMilli() }
 
 // Get returns the live value of key, or false if it does not exist or has
-// expired.
+// expired. The returned Data is shared with the row cache: callers must not
+// modify it.
 func (s *Store) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return kv.Value{}, false, kv.Errorf(kv.CodeTimeout, "get: %w", err)
 	}
-	var kb [64]byte
+	var kb [128]byte
 	dk := dataKey(kb[:0], ns, key)
-	v, closer, err := s.db.Get(dk)
-	if errors.Is(err, pebble.ErrNotFound) {
+	var (
+		r   record
+		ok  bool
+		gen uint64
+	)
+	hit := false
+	if s.cache != nil {
+		var e cacheEntry
+		e, hit, gen = s.cache.get(dk)
+		r, ok = e.rec, e.exists
+	}
+	if !hit {
+		var err error
+		if r, ok, err = readPebble(s.db, dk); err != nil {
+			return kv.Value{}, false, fmt.Errorf("storage: get: %w", err)
+		}
+		if s.cache != nil {
+			s.cache.fill(dk, cacheEntry{rec: r, exists: ok}, gen)
+		}
+	}
+	if !ok || (r.ExpireAt != 0 && r.ExpiredAt(s.Now())) {
 		return kv.Value{}, false, nil
 	}
-	if err != nil {
-		return kv.Value{}, false, fmt.Errorf("storage: get: %w", err)
-	}
-	defer closer.Close()
-	r, err := decodeValue(v)
-	if err != nil {
-		return kv.Value{}, false, err
-	}
-	if r.Tombstone || r.ExpiredAt(s.Now()) {
-		return kv.Value{}, false, nil
-	}
-	r.Data = append([]byte(nil), r.Data...)
 	return r.Value, true, nil
 }
 

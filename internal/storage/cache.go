@@ -1,0 +1,144 @@
+package storage
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+// rowCache keeps recently read or written rows (decoded records, and
+// "absent" markers) in memory, so hot GETs and the applier's
+// read-before-write skip Pebble. It is a write-through cache: the applier
+// updates it after each commit is published, so it never holds a value
+// newer than Pebble's, and never keeps one older.
+//
+// Readers fill it on a miss. The race to guard against is a reader that
+// read Pebble before a commit, then inserts its (now old) row after the
+// applier updated the cache: each shard's generation counts the applier's
+// updates, and a fill is dropped unless the generation it saw before
+// reading Pebble is still current.
+type rowCache struct {
+	seed     maphash.Seed
+	shards   []cacheShard
+	maxBytes int64 // per shard
+}
+
+const cacheShards = 64
+
+// cacheEntryOverhead approximates a map entry's fixed cost in bytes.
+const cacheEntryOverhead = 96
+
+type cacheShard struct {
+	mu    sync.RWMutex
+	gen   uint64
+	bytes int64
+	// m is keyed by the row key's 64-bit hash, which is cheaper to look up
+	// than the key itself; the entry keeps the key to rule out collisions
+	// (a colliding row simply replaces the other).
+	m map[uint64]cachedRow
+	_ [40]byte // keep hot shards on separate cache lines
+}
+
+type cacheEntry struct {
+	rec    record
+	exists bool
+}
+
+type cachedRow struct {
+	key string
+	cacheEntry
+}
+
+func newRowCache(capacity int64) *rowCache {
+	if capacity <= 0 {
+		return nil
+	}
+	c := &rowCache{seed: maphash.MakeSeed(), shards: make([]cacheShard, cacheShards), maxBytes: max(capacity/cacheShards, 1)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[uint64]cachedRow)
+	}
+	return c
+}
+
+func (c *rowCache) locate(dk []byte) (*cacheShard, uint64) {
+	h := maphash.Bytes(c.seed, dk)
+	return &c.shards[h%cacheShards], h
+}
+
+// get returns the cached row for dk; hit is false on a miss, in which case
+// gen is the value to pass to fill.
+func (c *rowCache) get(dk []byte) (e cacheEntry, hit bool, gen uint64) {
+	s, h := c.locate(dk)
+	s.mu.RLock()
+	r, ok := s.m[h]
+	gen = s.gen
+	s.mu.RUnlock()
+	if ok && r.key == string(dk) {
+		return r.cacheEntry, true, gen
+	}
+	return cacheEntry{}, false, gen
+}
+
+// fill inserts a row read from Pebble unless the applier changed the shard
+// since gen was read or the row is already cached.
+func (c *rowCache) fill(dk []byte, e cacheEntry, gen uint64) {
+	s, h := c.locate(dk)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gen {
+		return
+	}
+	if _, ok := s.m[h]; ok {
+		return
+	}
+	s.insertLocked(h, cachedRow{key: string(dk), cacheEntry: e}, c.maxBytes)
+}
+
+// put records a committed row. Only the applier calls it.
+func (c *rowCache) put(dk string, e cacheEntry) {
+	s, h := c.locate([]byte(dk))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	if old, ok := s.m[h]; ok {
+		s.bytes -= entrySize(old)
+		delete(s.m, h)
+	}
+	s.insertLocked(h, cachedRow{key: dk, cacheEntry: e}, c.maxBytes)
+}
+
+// clear empties the cache (after a namespace flush).
+func (c *rowCache) clear() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.gen++
+		clear(s.m)
+		s.bytes = 0
+		s.mu.Unlock()
+	}
+}
+
+func entrySize(r cachedRow) int64 {
+	return int64(len(r.key) + len(r.rec.Data) + cacheEntryOverhead)
+}
+
+func (s *cacheShard) insertLocked(h uint64, r cachedRow, maxBytes int64) {
+	size := entrySize(r)
+	if size > maxBytes/4 {
+		return // one large value must not wipe the shard
+	}
+	// Evict arbitrary entries (Go's map iteration order is randomised)
+	// until the new one fits: cheap, and good enough for a cache whose
+	// purpose is to absorb hot keys.
+	if s.bytes+size > maxBytes {
+		for h2, r2 := range s.m {
+			s.bytes -= entrySize(r2)
+			delete(s.m, h2)
+			if s.bytes+size <= maxBytes {
+				break
+			}
+		}
+	}
+	s.m[h] = r
+	s.bytes += size
+}
