@@ -25,10 +25,6 @@ const (
 	LogJSON = "json"
 )
 
-// FrameOverhead is the room a RESP frame needs beyond its key and value: the
-// command name, options such as "EX 10 KEEPTTL GET" and the RESP headers.
-// resp.max_frame_size must leave it free so a maximum-size value can be SET.
-const FrameOverhead = 1 * KiB
 
 // BodySlack is what an HTTP body may carry beyond limits.max_value_size when
 // http.max_body_size is 0.
@@ -92,13 +88,14 @@ type RESP struct {
 	MaxClients int `toml:"max_clients"`
 	// IdleTimeout closes a connection idle this long; 0 means never.
 	IdleTimeout Duration `toml:"idle_timeout"`
-	// MaxFrameSize is the largest command (all its arguments and RESP
-	// headers) a client may send; a larger one closes the connection.
+	// MaxFrameSize is the largest bulk string (one command argument) a
+	// client may declare; a larger one is refused before anything is
+	// allocated and closes the connection.
 	MaxFrameSize Size `toml:"max_frame_size"`
 	// MaxMultiBulk is the most elements a command array may have.
 	MaxMultiBulk int `toml:"max_multi_bulk"`
-	// MaxKeysCommand is the most keys one multi-key command (MGET, MSET,
-	// DEL, ...) may name.
+	// MaxKeysCommand is the largest namespace KEYS will list; beyond it
+	// KEYS is refused and clients are pointed to SCAN.
 	MaxKeysCommand int `toml:"max_keys_command"`
 	// EnableFlush allows FLUSHDB and FLUSHALL, which are refused by default
 	// because one stray command erases everything.

@@ -9,6 +9,6 @@
 //
 // In TOML, durations are strings with a unit (Duration) and sizes are
 // integers or strings with a unit (Size). Config.TOML renders a fully
-// commented document; testdata/example.toml is Default().TOML() and a test
+// commented document; docs/fulcrum.example.toml is Default().TOML() and a test
 // keeps the two in step (go test -run TestExample -update rewrites it).
 package config

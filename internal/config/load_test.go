@@ -13,12 +13,12 @@ import (
 	"time"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/example.toml from Default().TOML()")
+var update = flag.Bool("update", false, "rewrite docs/fulcrum.example.toml from Default().TOML()")
 
-// TestExample keeps testdata/example.toml equal to the commented default
+// TestExample keeps docs/fulcrum.example.toml (what users copy) equal to the commented default
 // configuration and checks that it loads, validates and yields Default.
 func TestExample(t *testing.T) {
-	const path = "testdata/example.toml"
+	const path = "../../docs/fulcrum.example.toml"
 	want := Default().TOML()
 	if *update {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {

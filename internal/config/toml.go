@@ -8,7 +8,7 @@ import (
 
 // TOML renders c as a TOML document with every key present and commented,
 // such that Load of the result yields c again. Default().TOML() is what
-// "fulcrum config default" prints and what testdata/example.toml holds.
+// "fulcrum config default" prints and what docs/fulcrum.example.toml holds.
 func (c Config) TOML() string {
 	var w tomlWriter
 	w.comment("Fulcrum node configuration.")
@@ -50,11 +50,10 @@ func (c Config) TOML() string {
 	w.key("max_clients", strconv.Itoa(c.RESP.MaxClients), "Most connections served at once; more are refused.")
 	w.key("idle_timeout", quote(c.RESP.IdleTimeout.String()), `Close connections idle this long; "0s" means never.`)
 	w.key("max_frame_size", quote(c.RESP.MaxFrameSize.String()),
-		"Largest command a client may send (all arguments and headers). Must be",
-		"at least limits.max_value_size + limits.max_key_size + 1KiB.")
-	w.key("max_multi_bulk", strconv.Itoa(c.RESP.MaxMultiBulk),
-		"Most elements in one command array; at least 2*max_keys_command+1.")
-	w.key("max_keys_command", strconv.Itoa(c.RESP.MaxKeysCommand), "Most keys one MGET, MSET, DEL, ... may name.")
+		"Largest bulk string (one command argument) a client may declare; a",
+		"larger one is refused before allocation. At least limits.max_value_size.")
+	w.key("max_multi_bulk", strconv.Itoa(c.RESP.MaxMultiBulk), "Most elements in one command array.")
+	w.key("max_keys_command", strconv.Itoa(c.RESP.MaxKeysCommand), "Largest namespace KEYS will list; beyond it use SCAN.")
 	w.key("enable_flush", strconv.FormatBool(c.RESP.EnableFlush),
 		"Allow FLUSHDB and FLUSHALL (off: one stray command erases everything).")
 

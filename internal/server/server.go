@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,11 +37,15 @@ type Server struct {
 
 	ready    chan struct{}
 	stopping atomic.Bool
+	ran      atomic.Bool
 	addrs    struct {
 		sync.Mutex
 		resp, http string
 	}
-	started time.Time
+	// httpInflight counts HTTP handlers running, so storage is closed only
+	// after the last one returns even when shutdown had to force-close
+	// connections (http.Server.Close does not wait for handlers).
+	httpInflight sync.WaitGroup
 }
 
 // Option adjusts a Server beyond its config; used by the binary (version)
@@ -123,7 +126,11 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.http = &http.Server{
-		Handler:           h,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.httpInflight.Add(1)
+			defer s.httpInflight.Done()
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn),
 	}
@@ -134,6 +141,9 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 // shuts down within cfg.ShutdownTimeout and closes storage. It returns nil
 // after a clean stop. Run may be called once.
 func (s *Server) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("server: Run called twice")
+	}
 	respLn, err := net.Listen("tcp", s.cfg.RESP.Addr)
 	if err != nil {
 		s.store.Close()
@@ -148,7 +158,6 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addrs.Lock()
 	s.addrs.resp, s.addrs.http = respLn.Addr().String(), httpLn.Addr().String()
 	s.addrs.Unlock()
-	s.started = time.Now()
 
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
@@ -195,6 +204,9 @@ func (s *Server) shutdown() error {
 	if httpErr != nil {
 		s.http.Close() // in-flight requests ran out of time
 	}
+	// Force-closed connections cancel their requests' contexts, so the
+	// remaining handlers return promptly.
+	s.httpInflight.Wait()
 	// Storage closes last, so every write a client was told succeeded is
 	// already committed by the time files are closed.
 	storeErr := s.store.Close()
@@ -206,6 +218,15 @@ func (s *Server) shutdown() error {
 	}
 	s.log.Info("stopped")
 	return nil
+}
+
+// Close releases a Server that was built but never Run (Run closes
+// everything itself).
+func (s *Server) Close() error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return nil
+	}
+	return s.store.Close()
 }
 
 // Ready is closed once both listeners accept connections.
@@ -279,7 +300,7 @@ func (s *Server) redisConfig() map[string]string {
 		"maxclients":         strconv.Itoa(s.cfg.RESP.MaxClients),
 		"timeout":            strconv.FormatInt(int64(time.Duration(s.cfg.RESP.IdleTimeout).Seconds()), 10),
 		"proto-max-bulk-len": strconv.FormatInt(int64(s.cfg.Limits.MaxValueSize), 10),
-		"dir":                absDir(s.cfg.Data.Dir),
+		"dir":                s.cfg.Data.Dir,
 	}
 }
 
@@ -290,11 +311,4 @@ func rowCacheSize(s config.Size) int64 {
 		return -1
 	}
 	return int64(s)
-}
-
-func absDir(d string) string {
-	if wd, err := os.Getwd(); err == nil && len(d) > 0 && d[0] != '/' {
-		return wd + "/" + d
-	}
-	return d
 }

@@ -143,7 +143,7 @@ func TestGracefulShutdownKeepsAcknowledgedWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s2.store.Close()
+	defer s2.Close()
 	for _, k := range acked {
 		if _, ok, err := s2.store.Get(ctx, "default", []byte(k)); err != nil || !ok {
 			t.Fatalf("acknowledged write %q missing after graceful restart (%v)", k, err)

@@ -521,7 +521,9 @@ func (s *Store) runSyncer() {
 			s.finish(g, err)
 		case <-tick:
 			if err := s.syncWAL(); err != nil {
-				s.opts.Logger.Error("interval WAL sync failed", "err", err)
+				// A WAL that cannot be synced can no longer keep the
+				// promised loss bound: refuse writes, as a failed commit does.
+				s.fail(fmt.Errorf("interval WAL sync: %w", err))
 			}
 		}
 	}
@@ -537,9 +539,12 @@ func (s *Store) Sync(ctx context.Context) error {
 }
 
 func (s *Store) syncWAL() error {
-	s.stats.dirtySince.Store(0)
+	// Cleared before the sync because writes acknowledged while it runs
+	// may not be covered; they mark the store dirty again.
+	prev := s.stats.dirtySince.Swap(0)
 	start := time.Now()
 	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		s.stats.dirtySince.CompareAndSwap(0, prev)
 		return fmt.Errorf("storage: sync: %w", err)
 	}
 	s.stats.lastSync.Store(s.opts.Now().UnixNano())
@@ -556,6 +561,9 @@ func (s *Store) Now() int64 { return s.opts.Now().UnixMilli() }
 func (s *Store) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return kv.Value{}, false, kv.Errorf(kv.CodeTimeout, "get: %w", err)
+	}
+	if err := kv.ValidateNamespace(ns); err != nil {
+		return kv.Value{}, false, err // a 0x00 in ns would alias another namespace's keys
 	}
 	var kb [128]byte
 	dk := dataKey(kb[:0], ns, key)
