@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -73,13 +74,17 @@ func (m *ConfigCheckMain) Run(ctx context.Context) error {
 	bad := false
 	for _, path := range m.Paths {
 		cfg, err := config.Load(path)
+		unknownKeys := false
 		if err != nil {
 			// Load's errors already name the file (and line).
 			for _, p := range config.Problems(err) {
 				fmt.Fprintln(m.Stderr, p)
 			}
 			bad = true
-			continue
+			if !errors.Is(err, config.ErrUnknownKeys) {
+				continue // syntax or type errors: the rest is not trustworthy
+			}
+			unknownKeys = true
 		}
 		if err := cfg.Validate(); err != nil {
 			for _, p := range config.Problems(err) {
@@ -88,7 +93,9 @@ func (m *ConfigCheckMain) Run(ctx context.Context) error {
 			bad = true
 			continue
 		}
-		fmt.Fprintf(m.Stdout, "%s: ok\n", path)
+		if !unknownKeys {
+			fmt.Fprintf(m.Stdout, "%s: ok\n", path)
+		}
 	}
 	if bad {
 		return exitCode(1)

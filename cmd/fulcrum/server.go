@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -63,6 +64,10 @@ func (m *ServerMain) ParseFlags(ctx context.Context, args []string) error {
 	cfg := config.Default()
 	if *path != "" {
 		if cfg, err = config.Load(*path); err != nil {
+			if errors.Is(err, config.ErrUnknownKeys) {
+				// Report the rules the known keys break in the same pass.
+				err = errors.Join(append(config.Problems(err), config.Problems(cfg.Validate())...)...)
+			}
 			m.printProblems("cannot load the configuration", err)
 			return exitCode(2)
 		}

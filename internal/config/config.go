@@ -25,7 +25,6 @@ const (
 	LogJSON = "json"
 )
 
-
 // BodySlack is what an HTTP body may carry beyond limits.max_value_size when
 // http.max_body_size is 0.
 const BodySlack = 64 * KiB

@@ -15,7 +15,8 @@ import (
 // keep their defaults. Unknown keys are errors, each reported as
 // "path:line: unknown key x.y", because a misspelt key silently ignored is a
 // setting the operator believes is in force and is not. Load does not call
-// Validate.
+// Validate. When the only problems are unknown keys the error matches
+// ErrUnknownKeys and the returned Config is the rest of the file.
 func Load(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -23,6 +24,17 @@ func Load(path string) (Config, error) {
 	}
 	return decode(path, string(data))
 }
+
+// ErrUnknownKeys marks a Load error caused only by unknown keys. The
+// Config returned with it holds every key that was understood, so callers
+// can Validate it too and report all problems in one pass.
+var ErrUnknownKeys = errors.New("unknown keys")
+
+type unknownKeysError struct{ err error }
+
+func (e unknownKeysError) Error() string        { return e.err.Error() }
+func (e unknownKeysError) Unwrap() error        { return e.err }
+func (e unknownKeysError) Is(target error) bool { return target == ErrUnknownKeys }
 
 // decode parses src (named name in errors) over Default.
 func decode(name, src string) (Config, error) {
@@ -48,7 +60,7 @@ func decode(name, src string) (Config, error) {
 				errs = append(errs, fmt.Errorf("%s: unknown key %s", name, k))
 			}
 		}
-		return Config{}, errors.Join(errs...)
+		return cfg, unknownKeysError{errors.Join(errs...)}
 	}
 	return cfg, nil
 }

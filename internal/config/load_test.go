@@ -173,3 +173,24 @@ func TestLoadFile(t *testing.T) {
 		t.Errorf("Load(missing) error = %v, want a wrapped fs.ErrNotExist", err)
 	}
 }
+
+// An unknown key does not hide the rest of the file: Load returns what it
+// understood, so callers can validate it in the same pass.
+func TestLoadUnknownKeysKeepsTheRest(t *testing.T) {
+	cfg, err := decode("bad.toml", "[data]\nsync = \"sometimes\"\nbogus = 1\n")
+	if !errors.Is(err, ErrUnknownKeys) {
+		t.Fatalf("got %v, want ErrUnknownKeys", err)
+	}
+	if got := Problems(err); len(got) != 1 || got[0].Error() != "bad.toml:3: unknown key data.bogus" {
+		t.Fatalf("problems: got %q", got)
+	}
+	if cfg.Data.Sync != "sometimes" {
+		t.Fatalf("got sync %q, want the file's value", cfg.Data.Sync)
+	}
+	if verr := cfg.Validate(); verr == nil || !strings.Contains(verr.Error(), "data.sync") {
+		t.Fatalf("Validate: got %v, want a data.sync problem", verr)
+	}
+	if _, err := decode("bad.toml", "[data\n"); errors.Is(err, ErrUnknownKeys) {
+		t.Fatal("a syntax error must not look like an unknown-keys error")
+	}
+}

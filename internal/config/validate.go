@@ -96,6 +96,10 @@ func Problems(err error) []error {
 	if err == nil {
 		return nil
 	}
+	var uk unknownKeysError
+	if errors.As(err, &uk) {
+		err = uk.err
+	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		return j.Unwrap()
 	}
