@@ -21,23 +21,16 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/fulcrumdb/fulcrum/internal/fakeclock"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 	"github.com/fulcrumdb/fulcrum/internal/metrics"
 	"github.com/fulcrumdb/fulcrum/internal/storage"
 )
 
-// fakeClock is a settable clock shared by the store, the handler and the
-// test.
-type fakeClock struct{ nanos atomic.Int64 }
+// fakeClock is the one clock a test shares with its store and front end.
+type fakeClock = fakeclock.Clock
 
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.nanos.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.nanos.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.nanos.Add(int64(d)) }
-func (c *fakeClock) Ms() int64               { return c.Now().UnixMilli() }
+func newFakeClock() *fakeClock { return fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 // testLimits are small so oversize tests stay cheap.
 var testLimits = kv.Limits{MaxKeySize: 64, MaxValueSize: 1024}
@@ -273,8 +266,8 @@ func TestPutJSONBody(t *testing.T) {
 	}
 	w := e.do("PUT", k1, `{"value":"t","ttl_ms":5000}`, ct...)
 	want(t, w, http.StatusOK)
-	if got := decode[entryJSON](t, w).ExpireAtMs; got != e.clock.Ms()+5000 {
-		t.Fatalf("expire_at_ms %d, want %d", got, e.clock.Ms()+5000)
+	if got := decode[entryJSON](t, w).ExpireAtMs; got != e.clock.UnixMilli()+5000 {
+		t.Fatalf("expire_at_ms %d, want %d", got, e.clock.UnixMilli()+5000)
 	}
 	// A JSON-looking body without the JSON content type is a raw value.
 	want(t, e.do("PUT", k1, `{"value":"x"}`), http.StatusOK)
@@ -427,7 +420,7 @@ func TestDelete(t *testing.T) {
 
 func TestTTLWithFakeClock(t *testing.T) {
 	e := newEnv(t)
-	start := e.clock.Ms()
+	start := e.clock.UnixMilli()
 	w := e.do("PUT", k1+"?ttl=10s", "v")
 	want(t, w, http.StatusCreated)
 	if got, want := w.Header().Get("Fulcrum-Expire-At"), fmt.Sprint(start+10_000); got != want {

@@ -106,6 +106,12 @@ func invalidExpire(cmd string) string { return "ERR invalid expire time in '" + 
 
 func cmdGet(c *conn, args [][]byte) {
 	v, ok, err := c.s.opts.Store.Get(c.s.ctx, c.ns, args[1])
+	c.writeLookup(v, ok, err)
+}
+
+// writeLookup answers one key read (GET, or an MGET element, where an
+// error element keeps the array's framing) and counts hits and misses.
+func (c *conn) writeLookup(v kv.Value, ok bool, err error) {
 	switch {
 	case err != nil:
 		c.writeErr(err)
@@ -255,17 +261,7 @@ func cmdMGet(c *conn, args [][]byte) {
 	c.writeArray(len(keys))
 	for _, k := range keys {
 		v, ok, err := c.s.opts.Store.Get(c.s.ctx, c.ns, k)
-		switch {
-		case err != nil:
-			// The array header is out; an error element keeps the framing.
-			c.writeErr(err)
-		case !ok:
-			c.misses++
-			c.writeNull()
-		default:
-			c.hits++
-			c.writeBulk(v.Data)
-		}
+		c.writeLookup(v, ok, err)
 	}
 }
 

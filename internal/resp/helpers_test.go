@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/fulcrumdb/fulcrum/internal/fakeclock"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 	"github.com/fulcrumdb/fulcrum/internal/metrics"
 	"github.com/fulcrumdb/fulcrum/internal/storage"
@@ -17,27 +17,10 @@ import (
 
 var _ Store = (*storage.Store)(nil)
 
-// fakeClock is the one clock a test server and its store share.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// fakeClock is the one clock a test shares with its store and front end.
+type fakeClock = fakeclock.Clock
 
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.t
-}
-
-func (f *fakeClock) Advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.t = f.t.Add(d)
-}
+func newFakeClock() *fakeClock { return fakeclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 type testServer struct {
 	srv     *Server

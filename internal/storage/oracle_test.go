@@ -119,7 +119,7 @@ func runModel(t *testing.T, seed, cacheSize int64) {
 	keys := []string{"a", "b", "c", "d", "", "\x00bin"}
 	vals := []string{"1", "-5", "x", "", "9223372036854775806", "12"}
 	for i := 0; i < 3000; i++ {
-		now := clock.Ms()
+		now := clock.UnixMilli()
 		op := kv.Op{Namespace: "default", Key: []byte(keys[rng.Intn(len(keys))])}
 		switch rng.Intn(8) {
 		case 0, 1:
@@ -160,7 +160,7 @@ func runModel(t *testing.T, seed, cacheSize int64) {
 			case 2:
 				// A flush batch with writes on both sides of it.
 				k := []byte(keys[rng.Intn(len(keys))])
-				b := kv.Batch{Now: clock.Ms(), Ops: []kv.Op{
+				b := kv.Batch{Now: clock.UnixMilli(), Ops: []kv.Op{
 					{Kind: kv.OpSet, Namespace: "default", Key: k, Value: []byte("pre")},
 					{Kind: kv.OpFlush, Namespace: "default"},
 					{Kind: kv.OpAppend, Namespace: "default", Key: k, Value: []byte("post")},
@@ -184,7 +184,7 @@ func runModel(t *testing.T, seed, cacheSize int64) {
 				seed, i, op.Kind, op.Key, r.Applied, r.Exists, r.Cur.Data, r.Err, applied, exists, data, failed)
 		}
 		for _, k := range keys {
-			want, wok := m.live(k, clock.Ms())
+			want, wok := m.live(k, clock.UnixMilli())
 			got, gok := get(t, s, k)
 			if wok != gok || want.data != got {
 				t.Fatalf("seed %d step %d: key %q got %q,%v want %q,%v", seed, i, k, got, gok, want.data, wok)

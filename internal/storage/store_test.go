@@ -5,26 +5,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/fulcrumdb/fulcrum/internal/fakeclock"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
-// fakeClock is a settable clock shared by a store and its test.
-type fakeClock struct{ nanos atomic.Int64 }
+// fakeClock is the one clock a test shares with its store and front end.
+type fakeClock = fakeclock.Clock
 
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.nanos.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.nanos.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.nanos.Add(int64(d)) }
-func (c *fakeClock) Ms() int64               { return c.Now().UnixMilli() }
+func newFakeClock() *fakeClock { return fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 func openTest(t *testing.T, fs vfs.FS, clock *fakeClock, mut ...func(*Options)) *Store {
 	t.Helper()
@@ -174,7 +167,7 @@ func TestExpiry(t *testing.T) {
 	clock := newFakeClock()
 	s := openTest(t, vfs.NewMem(), clock)
 	defer s.Close()
-	now := clock.Ms()
+	now := clock.UnixMilli()
 	apply1(t, s, kv.Op{Kind: kv.OpSet, Key: []byte("t"), Value: []byte("v"), ExpireAt: now + 1000})
 	apply1(t, s, kv.Op{Kind: kv.OpSet, Key: []byte("p"), Value: []byte("v"), ExpireAt: now + 1000})
 	apply1(t, s, kv.Op{Kind: kv.OpPersist, Key: []byte("p")})
@@ -211,7 +204,7 @@ func TestExpiry(t *testing.T) {
 		t.Fatalf("expired keys: got %d, want 1", st.ExpiredKeys)
 	}
 	// EXPIRE in the past deletes at once.
-	if r := apply1(t, s, kv.Op{Kind: kv.OpExpire, Key: []byte("p"), ExpireAt: clock.Ms() - 1}); !r.Applied || r.Exists {
+	if r := apply1(t, s, kv.Op{Kind: kv.OpExpire, Key: []byte("p"), ExpireAt: clock.UnixMilli() - 1}); !r.Applied || r.Exists {
 		t.Fatalf("expire in past: got %+v", r)
 	}
 	if n := s.Count("default"); n != 0 {
@@ -224,7 +217,7 @@ func TestBackgroundSweeper(t *testing.T) {
 	s := openTest(t, vfs.NewMem(), clock, func(o *Options) { o.SweepInterval = time.Millisecond })
 	defer s.Close()
 	for i := 0; i < 50; i++ {
-		apply1(t, s, kv.Op{Kind: kv.OpSet, Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v"), ExpireAt: clock.Ms() + 10})
+		apply1(t, s, kv.Op{Kind: kv.OpSet, Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v"), ExpireAt: clock.UnixMilli() + 10})
 	}
 	clock.Advance(time.Second)
 	deadline := time.Now().Add(10 * time.Second)
@@ -264,7 +257,7 @@ func TestScanPagination(t *testing.T) {
 	}
 	ops = append(ops, kv.Op{Kind: kv.OpSet, Namespace: "default", Key: []byte("zzz"), Value: []byte("v")},
 		kv.Op{Kind: kv.OpSet, Namespace: "other", Key: []byte("user:999"), Value: []byte("v")},
-		kv.Op{Kind: kv.OpSet, Namespace: "default", Key: []byte("user:x"), Value: []byte("v"), ExpireAt: clock.Ms() + 1})
+		kv.Op{Kind: kv.OpSet, Namespace: "default", Key: []byte("user:x"), Value: []byte("v"), ExpireAt: clock.UnixMilli() + 1})
 	if _, err := s.Apply(context.Background(), kv.Batch{Ops: ops}); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +297,7 @@ func TestFlushNamespace(t *testing.T) {
 	clock := newFakeClock()
 	s := openTest(t, vfs.NewMem(), clock)
 	defer s.Close()
-	apply1(t, s, kv.Op{Kind: kv.OpSet, Key: []byte("a"), Value: []byte("1"), ExpireAt: clock.Ms() + 100})
+	apply1(t, s, kv.Op{Kind: kv.OpSet, Key: []byte("a"), Value: []byte("1"), ExpireAt: clock.UnixMilli() + 100})
 	apply1(t, s, kv.Op{Kind: kv.OpSet, Key: []byte("b"), Value: []byte("1")})
 	apply1(t, s, kv.Op{Kind: kv.OpSet, Namespace: "keep", Key: []byte("c"), Value: []byte("1")})
 	if r := apply1(t, s, kv.Op{Kind: kv.OpFlush, Namespace: "default"}); r.Count != 2 {
@@ -323,7 +316,7 @@ func TestStateSurvivesReopen(t *testing.T) {
 	clock := newFakeClock()
 	fs := vfs.NewMem()
 	s := openTest(t, fs, clock)
-	r := apply1(t, s, kv.Op{Kind: kv.OpSet, Key: []byte("a"), Value: []byte("1"), ExpireAt: clock.Ms() + 60_000})
+	r := apply1(t, s, kv.Op{Kind: kv.OpSet, Key: []byte("a"), Value: []byte("1"), ExpireAt: clock.UnixMilli() + 60_000})
 	apply1(t, s, kv.Op{Kind: kv.OpSet, Key: []byte("b"), Value: []byte("1")})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
