@@ -87,6 +87,9 @@ type RESP struct {
 	MaxClients int `toml:"max_clients"`
 	// IdleTimeout closes a connection idle this long; 0 means never.
 	IdleTimeout Duration `toml:"idle_timeout"`
+	// WriteTimeout closes a connection whose client does not take a reply
+	// within this long (it stopped reading); 0 means never.
+	WriteTimeout Duration `toml:"write_timeout"`
 	// MaxFrameSize is the largest bulk string (one command argument) a
 	// client may declare; a larger one is refused before anything is
 	// allocated and closes the connection.
@@ -146,6 +149,7 @@ func Default() Config {
 			Addr:           "127.0.0.1:7379",
 			MaxClients:     10000,
 			IdleTimeout:    0,
+			WriteTimeout:   Duration(30 * time.Second),
 			MaxFrameSize:   4 * MiB,
 			MaxMultiBulk:   1 << 20,
 			MaxKeysCommand: 10000,

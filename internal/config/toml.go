@@ -49,6 +49,9 @@ func (c Config) TOML() string {
 	w.key("addr", quote(c.RESP.Addr), "host:port to listen on; port 0 picks a free port.")
 	w.key("max_clients", strconv.Itoa(c.RESP.MaxClients), "Most connections served at once; more are refused.")
 	w.key("idle_timeout", quote(c.RESP.IdleTimeout.String()), `Close connections idle this long; "0s" means never.`)
+	w.key("write_timeout", quote(c.RESP.WriteTimeout.String()),
+		`Close a connection whose client takes no reply for this long (it stopped`,
+		`reading); "0s" means never.`)
 	w.key("max_frame_size", quote(c.RESP.MaxFrameSize.String()),
 		"Largest bulk string (one command argument) a client may declare; a",
 		"larger one is refused before allocation. At least limits.max_value_size.")

@@ -56,6 +56,9 @@ func (c Config) Validate() error {
 	// resp
 	respOK := v.addr("resp.addr", c.RESP.Addr)
 	v.positiveInt("resp.max_clients", c.RESP.MaxClients)
+	if c.RESP.WriteTimeout < 0 {
+		v.addf("resp.write_timeout: %s is negative", c.RESP.WriteTimeout)
+	}
 	if c.RESP.IdleTimeout < 0 {
 		v.addf("resp.idle_timeout: %s is negative", c.RESP.IdleTimeout)
 	}

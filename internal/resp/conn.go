@@ -79,6 +79,9 @@ type conn struct {
 type countingConn struct {
 	net.Conn
 	in, out int64
+	// writeTimeout bounds each write, so a client that stops reading its
+	// replies cannot hold a connection goroutine (and its buffers) forever.
+	writeTimeout time.Duration
 }
 
 func (c *countingConn) Read(p []byte) (int, error) {
@@ -88,6 +91,9 @@ func (c *countingConn) Read(p []byte) (int, error) {
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
+	if c.writeTimeout > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
 	n, err := c.Conn.Write(p)
 	c.out += int64(n)
 	return n, err
@@ -95,7 +101,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 
 func newConn(s *Server, nc net.Conn, id int64) *conn {
 	c := &conn{s: s, nc: nc, id: id, proto: 2, ns: kv.DefaultNamespace, created: time.Now()}
-	c.cc = &countingConn{Conn: nc}
+	c.cc = &countingConn{Conn: nc, writeTimeout: s.opts.WriteTimeout}
 	c.br = bufio.NewReaderSize(c.cc, readBufferSize)
 	c.w = bufio.NewWriterSize(c.cc, writeBufferSize)
 	c.r = NewReader(c.br, s.limits)

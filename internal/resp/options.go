@@ -80,6 +80,9 @@ type Options struct {
 	// IdleTimeout closes connections that send nothing for this long;
 	// 0 means never.
 	IdleTimeout time.Duration
+	// WriteTimeout closes a connection whose client has not taken a reply
+	// within this long (it stopped reading); 0 means never. Default 0.
+	WriteTimeout time.Duration
 	// MaxKeysCommand is the largest namespace KEYS will list; larger ones
 	// must use SCAN. Default 10,000.
 	MaxKeysCommand int
@@ -152,7 +155,7 @@ func (o *Options) applyDefaults() error {
 	}
 	switch {
 	case o.MaxFrameSize < 0 || o.MaxMultiBulk < 0 || o.MaxInline < 0 || o.MaxRequestSize < 0 ||
-		o.MaxClients < 0 || o.MaxKeysCommand < 0 || o.MaxScanCursors < 0 || o.ScanCursorTTL < 0 || o.IdleTimeout < 0:
+		o.MaxClients < 0 || o.MaxKeysCommand < 0 || o.MaxScanCursors < 0 || o.ScanCursorTTL < 0 || o.IdleTimeout < 0 || o.WriteTimeout < 0:
 		return errors.New("resp: negative limit in Options")
 	case o.MaxFrameSize > kv.HardMaxValueSize:
 		return fmt.Errorf("resp: MaxFrameSize %d exceeds the hard maximum %d", o.MaxFrameSize, kv.HardMaxValueSize)

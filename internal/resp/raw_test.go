@@ -329,3 +329,29 @@ func TestCloseIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A client that pipelines requests but never reads the replies is
+// disconnected once a reply write has waited WriteTimeout, instead of
+// holding its goroutine and buffers forever.
+func TestWriteTimeoutDropsClientThatStopsReading(t *testing.T) {
+	ts := startServer(t, func(o *Options) { o.WriteTimeout = 200 * time.Millisecond })
+	big := strings.Repeat("v", 512<<10)
+	if _, err := ts.store.Apply(context.Background(), kv.Batch{Ops: []kv.Op{{Kind: kv.OpSet, Namespace: "default", Key: []byte("big"), Value: []byte(big)}}}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// Shrink our receive buffer so the server's writes block quickly.
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	req := strings.Repeat("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n", 200)
+	_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stuck connection to be dropped", func() bool { return ts.srv.numConns() == 0 })
+}

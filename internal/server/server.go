@@ -97,6 +97,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		MaxMultiBulk:   cfg.RESP.MaxMultiBulk,
 		MaxClients:     cfg.RESP.MaxClients,
 		IdleTimeout:    time.Duration(cfg.RESP.IdleTimeout),
+		WriteTimeout:   time.Duration(cfg.RESP.WriteTimeout),
 		MaxKeysCommand: cfg.RESP.MaxKeysCommand,
 		EnableFlush:    cfg.RESP.EnableFlush,
 		Now:            s.now,
@@ -132,7 +133,10 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 			h.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn),
+		// Idle keep-alive connections are reclaimed; request bodies and
+		// replies are not time-limited so large values can stream.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn),
 	}
 	return s, nil
 }
