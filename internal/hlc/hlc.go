@@ -102,3 +102,11 @@ func (c *Clock) Observe(ts Timestamp) {
 		c.mu.last = ts
 	}
 }
+
+// Last returns the highest timestamp the clock has produced or observed,
+// without advancing it; persisted so a restart never goes back in time.
+func (c *Clock) Last() Timestamp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.last
+}

@@ -42,10 +42,15 @@ type Server struct {
 		sync.Mutex
 		resp, http string
 	}
-	// httpInflight counts HTTP handlers running, so storage is closed only
+	// httpGate counts HTTP handlers running, so storage is closed only
 	// after the last one returns even when shutdown had to force-close
-	// connections (http.Server.Close does not wait for handlers).
-	httpInflight sync.WaitGroup
+	// connections (http.Server.Close does not wait for handlers); once
+	// closed, late handlers are refused before they touch storage.
+	httpGate struct {
+		sync.Mutex
+		closed   bool
+		inflight sync.WaitGroup
+	}
 }
 
 // Option adjusts a Server beyond its config; used by the binary (version)
@@ -128,8 +133,16 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 	}
 	s.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s.httpInflight.Add(1)
-			defer s.httpInflight.Done()
+			s.httpGate.Lock()
+			if s.httpGate.closed {
+				s.httpGate.Unlock()
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, `{"code":"UNAVAILABLE","message":"shutting down"}`, http.StatusServiceUnavailable)
+				return
+			}
+			s.httpGate.inflight.Add(1)
+			s.httpGate.Unlock()
+			defer s.httpGate.inflight.Done()
 			h.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -210,7 +223,10 @@ func (s *Server) shutdown() error {
 	}
 	// Force-closed connections cancel their requests' contexts, so the
 	// remaining handlers return promptly.
-	s.httpInflight.Wait()
+	s.httpGate.Lock()
+	s.httpGate.closed = true
+	s.httpGate.Unlock()
+	s.httpGate.inflight.Wait()
 	// Storage closes last, so every write a client was told succeeded is
 	// already committed by the time files are closed.
 	storeErr := s.store.Close()

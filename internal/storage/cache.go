@@ -11,11 +11,14 @@ import (
 // updates it after each commit is published, so it never holds a value
 // newer than Pebble's, and never keeps one older.
 //
-// Readers fill it on a miss. The race to guard against is a reader that
-// read Pebble before a commit, then inserts its (now old) row after the
-// applier updated the cache: each shard's generation counts the applier's
-// updates, and a fill is dropped unless the generation it saw before
-// reading Pebble is still current.
+// Readers fill it on a miss. Two races matter. A reader that read Pebble
+// before a commit must not insert its (now old) row afterwards: each
+// shard's generation counts the applier's changes, and a fill is dropped
+// unless the generation the reader saw before reading Pebble is current.
+// And while a commit is being published, Pebble may already show the new
+// row: the applier therefore removes the touched rows and marks their shards
+// pending before publishing (begin), so reads go to Pebble and fills are
+// refused, and installs the new rows after (end).
 type rowCache struct {
 	seed     maphash.Seed
 	shards   []cacheShard
@@ -28,9 +31,10 @@ const cacheShards = 64
 const cacheEntryOverhead = 96
 
 type cacheShard struct {
-	mu    sync.RWMutex
-	gen   uint64
-	bytes int64
+	mu      sync.RWMutex
+	gen     uint64
+	pending int // commits in flight that touch this shard; fills refused
+	bytes   int64
 	// m is keyed by the row key's 64-bit hash, which is cheaper to look up
 	// than the key itself; the entry keeps the key to rule out collisions
 	// (a colliding row simply replaces the other).
@@ -84,7 +88,7 @@ func (c *rowCache) fill(dk []byte, e cacheEntry, gen uint64) {
 	s, h := c.locate(dk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.gen != gen {
+	if s.gen != gen || s.pending > 0 {
 		return
 	}
 	if _, ok := s.m[h]; ok {
@@ -93,28 +97,80 @@ func (c *rowCache) fill(dk []byte, e cacheEntry, gen uint64) {
 	s.insertLocked(h, cachedRow{key: string(dk), cacheEntry: e}, c.maxBytes)
 }
 
-// put records a committed row. Only the applier calls it.
-func (c *rowCache) put(dk string, e cacheEntry) {
-	s, h := c.locate([]byte(dk))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gen++
-	if old, ok := s.m[h]; ok {
-		s.bytes -= entrySize(old)
-		delete(s.m, h)
-	}
-	s.insertLocked(h, cachedRow{key: dk, cacheEntry: e}, c.maxBytes)
+// invalidation is what begin took out of the cache for one commit.
+type invalidation struct {
+	rows []pendingRow
+	all  bool // a namespace flush: every shard was cleared
 }
 
-// clear empties the cache (after a namespace flush).
-func (c *rowCache) clear() {
-	for i := range c.shards {
-		s := &c.shards[i]
+type pendingRow struct {
+	shard *cacheShard
+	h     uint64
+	row   cachedRow
+}
+
+// begin removes the rows a commit is about to publish (every row, for a
+// flush) and marks their shards pending. Only the applier calls it, and it
+// calls end once the commit is published or has failed.
+func (c *rowCache) begin(overlay map[string]*cacheEntry, all bool) *invalidation {
+	inv := &invalidation{all: all, rows: make([]pendingRow, 0, len(overlay))}
+	if all {
+		for i := range c.shards {
+			s := &c.shards[i]
+			s.mu.Lock()
+			s.gen++
+			s.pending++
+			clear(s.m)
+			s.bytes = 0
+			s.mu.Unlock()
+		}
+	}
+	for k, e := range overlay {
+		h := maphash.String(c.seed, k)
+		s := &c.shards[h%cacheShards]
+		inv.rows = append(inv.rows, pendingRow{shard: s, h: h, row: cachedRow{key: k, cacheEntry: *e}})
+		if all {
+			continue
+		}
 		s.mu.Lock()
 		s.gen++
-		clear(s.m)
-		s.bytes = 0
+		s.pending++
+		if old, ok := s.m[h]; ok {
+			s.bytes -= entrySize(old)
+			delete(s.m, h)
+		}
 		s.mu.Unlock()
+	}
+	return inv
+}
+
+// end installs the committed rows (when committed) and lifts the pending
+// marks set by begin.
+func (c *rowCache) end(inv *invalidation, committed bool) {
+	for _, p := range inv.rows {
+		s := p.shard
+		s.mu.Lock()
+		s.gen++
+		if committed {
+			if old, ok := s.m[p.h]; ok {
+				s.bytes -= entrySize(old)
+				delete(s.m, p.h)
+			}
+			s.insertLocked(p.h, p.row, c.maxBytes)
+		}
+		if !inv.all {
+			s.pending--
+		}
+		s.mu.Unlock()
+	}
+	if inv.all {
+		for i := range c.shards {
+			s := &c.shards[i]
+			s.mu.Lock()
+			s.gen++
+			s.pending--
+			s.mu.Unlock()
+		}
 	}
 }
 

@@ -83,7 +83,8 @@ func TestCacheNeverServesStaleRows(t *testing.T) {
 func TestCacheBounded(t *testing.T) {
 	c := newRowCache(64 * 1024)
 	for i := 0; i < 10_000; i++ {
-		c.put(fmt.Sprint("k", i), cacheEntry{rec: record{Value: kv.Value{Data: make([]byte, 100)}}, exists: true})
+		overlay := map[string]*cacheEntry{fmt.Sprint("k", i): {rec: record{Value: kv.Value{Data: make([]byte, 100)}}, exists: true}}
+		c.end(c.begin(overlay, false), true)
 	}
 	var total int64
 	for i := range c.shards {

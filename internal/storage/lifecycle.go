@@ -46,10 +46,13 @@ func (s *Store) Close() error {
 		s.wg.Wait()
 		var errs []error
 		if s.opts.Sync != SyncAlways && s.failed.Load() == nil {
-			if err := s.db.LogData(nil, pebble.Sync); err != nil {
+			if err := s.syncWAL(); err != nil {
 				errs = append(errs, fmt.Errorf("storage: final sync: %w", err))
 			}
 		}
+		s.reads.Lock()
+		s.reads.closed = true
+		s.reads.Unlock()
 		if err := s.db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("storage: close: %w", err))
 		}
@@ -91,11 +94,28 @@ func (s *Store) runSweeper() {
 // many index entries it processed. The background sweeper calls it; tests
 // call it directly to sweep at a chosen moment.
 func (s *Store) SweepOnce(ctx context.Context) (int, error) {
+	ops, err := s.dueExpiries()
+	if err != nil || len(ops) == 0 {
+		return 0, err
+	}
+	if _, err := s.Apply(ctx, kv.Batch{Ops: ops, Now: s.Now()}); err != nil {
+		return 0, err
+	}
+	return len(ops), nil
+}
+
+// dueExpiries lists up to SweepBatch expiry-index entries that are due.
+func (s *Store) dueExpiries() ([]kv.Op, error) {
+	s.reads.RLock()
+	defer s.reads.RUnlock()
+	if s.reads.closed {
+		return nil, ErrClosed
+	}
 	now := s.Now()
 	hi := expiryKey(nil, now+1, "", nil)[:9]
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixExpiry}, UpperBound: hi})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var ops []kv.Op
 	for ok := it.First(); ok && len(ops) < s.opts.SweepBatch; ok = it.Next() {
@@ -105,16 +125,7 @@ func (s *Store) SweepOnce(ctx context.Context) (int, error) {
 		}
 		ops = append(ops, kv.Op{Kind: kv.OpSweep, Namespace: ns, Key: append([]byte(nil), key...), ExpireAt: exp})
 	}
-	if err := it.Close(); err != nil {
-		return 0, err
-	}
-	if len(ops) == 0 {
-		return 0, nil
-	}
-	if _, err := s.Apply(ctx, kv.Batch{Ops: ops, Now: now}); err != nil {
-		return 0, err
-	}
-	return len(ops), nil
+	return ops, it.Close()
 }
 
 // pebbleLogger routes Pebble's messages into slog; Pebble's routine

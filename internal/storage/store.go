@@ -143,6 +143,13 @@ type Store struct {
 		sync.RWMutex
 		closed bool
 	}
+	// reads guards direct Pebble reads (Get, Scan, Sync, SweepOnce) against
+	// Close: once closed is set under the write lock they answer ErrClosed
+	// instead of touching a closed Pebble.
+	reads struct {
+		sync.RWMutex
+		closed bool
+	}
 
 	mu struct {
 		sync.RWMutex
@@ -291,19 +298,21 @@ func (s *Store) enqueueRequest(ctx context.Context, r *request) error {
 }
 
 // runApplier is the single owner of write ordering: it takes every queued
-// request, applies them to one indexed batch, and commits that batch.
+// request, applies them to one batch, and commits that batch. Requests that
+// did not fit the group's byte budget are carried into the next group.
 func (s *Store) runApplier(rev uint64) {
 	defer s.wg.Done()
 	defer close(s.synced)
 	pending := make([]*request, 0, s.opts.MaxGroup)
 	for {
-		pending = pending[:0]
-		select {
-		case r := <-s.reqs:
-			pending = append(pending, r)
-		case <-s.closing:
-			s.refuseQueued()
-			return
+		if len(pending) == 0 {
+			select {
+			case r := <-s.reqs:
+				pending = append(pending, r)
+			case <-s.closing:
+				s.refuseQueued()
+				return
+			}
 		}
 	drain:
 		for len(pending) < s.opts.MaxGroup {
@@ -314,7 +323,9 @@ func (s *Store) runApplier(rev uint64) {
 				break drain
 			}
 		}
-		rev = s.commitGroup(pending, rev)
+		var n int
+		n, rev = s.commitGroup(pending, rev)
+		pending = append(pending[:0], pending[n:]...)
 	}
 }
 
@@ -330,11 +341,72 @@ func (s *Store) refuseQueued() {
 	}
 }
 
-// commitGroup applies reqs and commits them as one Pebble batch, returning
-// the new last revision. On failure every request gets the error and the
-// store refuses further writes.
-func (s *Store) commitGroup(reqs []*request, rev uint64) uint64 {
-	start := time.Now()
+// maxGroupBytes caps the data of one commit group, keeping Pebble batches
+// well below their size limit; the rest waits for the next group.
+const maxGroupBytes = 64 << 20
+
+func batchBytes(b *kv.Batch) int {
+	n := 0
+	for i := range b.Ops {
+		n += len(b.Ops[i].Key) + len(b.Ops[i].Value) + 64
+	}
+	return n
+}
+
+// commitGroup commits a prefix of reqs as one Pebble batch and reports how
+// many requests it consumed (answered, or handed to the syncer) and the new
+// last revision. Every consumed request is answered exactly once.
+func (s *Store) commitGroup(reqs []*request, rev uint64) (int, uint64) {
+	if p := s.failed.Load(); p != nil {
+		for _, r := range reqs {
+			r.err = kv.Errorf(kv.CodeUnavailable, "storage failed earlier: %w", *p)
+			close(r.done)
+		}
+		return len(reqs), rev
+	}
+	take := make([]*request, 0, len(reqs))
+	n, size := 0, 0
+	for _, r := range reqs {
+		if size > maxGroupBytes {
+			break
+		}
+		n++
+		if r.ctx.Err() != nil {
+			// Nobody waits for the answer: skip rather than apply an
+			// operation whose caller already reported it as not done.
+			r.err = kv.Errorf(kv.CodeTimeout, "not applied: %w", r.ctx.Err())
+			close(r.done)
+			continue
+		}
+		size += batchBytes(&r.batch)
+		take = append(take, r)
+	}
+	for len(take) > 0 {
+		t, bad, err := s.buildGroup(take, rev)
+		if err == nil {
+			return n, s.commit(t, take, rev)
+		}
+		if bad < 0 {
+			s.fail(fmt.Errorf("build commit: %w", err))
+			for _, r := range take {
+				r.err = kv.Errorf(kv.CodeUnavailable, "not applied: storage failed: %w", err)
+				close(r.done)
+			}
+			break
+		}
+		// Nothing was committed: answer the request that could not be
+		// applied (a corrupt row, a read error) and rebuild the group
+		// without it, so one bad request neither stalls nor fails others.
+		take[bad].err = kv.Errorf(kv.CodeInternal, "not applied: %w", err)
+		close(take[bad].done)
+		take = append(take[:bad], take[bad+1:]...)
+	}
+	return n, rev
+}
+
+// buildGroup applies reqs to a new batch. On failure it returns the index
+// of the request that failed, or -1 for a failure of the group itself.
+func (s *Store) buildGroup(reqs []*request, rev uint64) (*txn, int, error) {
 	t := &txn{
 		b:        s.db.NewBatch(),
 		db:       s.db,
@@ -344,54 +416,51 @@ func (s *Store) commitGroup(reqs []*request, rev uint64) uint64 {
 		rev:      rev,
 		counters: make(map[string]*nsCounts),
 	}
-	live := reqs[:0:0]
+	for i, r := range reqs {
+		if err := s.applyRequest(t, r); err != nil {
+			t.b.Close()
+			return nil, i, err
+		}
+	}
+	if err := s.writeMeta(t); err != nil {
+		t.b.Close()
+		return nil, -1, err
+	}
+	return t, 0, nil
+}
+
+// commit publishes t's batch and returns the new last revision. The row
+// cache stops serving (and accepting fills for) the touched keys before
+// Pebble publishes the batch and shows the new rows after, so no read can
+// see a value older than one an earlier read returned.
+func (s *Store) commit(t *txn, reqs []*request, rev uint64) uint64 {
+	start := time.Now()
+	var inv *invalidation
+	if s.cache != nil {
+		inv = s.cache.begin(t.overlay, t.flushed != nil)
+	}
 	var err error
-	for _, r := range reqs {
-		if r.ctx.Err() != nil {
-			// Nobody waits for the answer: skip rather than apply an
-			// operation whose caller already reported it as not done.
-			r.err = kv.Errorf(kv.CodeTimeout, "not applied: %w", r.ctx.Err())
-			close(r.done)
-			continue
-		}
-		if err = s.applyRequest(t, r); err != nil {
-			break
-		}
-		live = append(live, r)
+	if s.opts.Sync == SyncAlways {
+		err = s.db.ApplyNoSyncWait(t.b, pebble.Sync)
+	} else {
+		err = s.db.Apply(t.b, pebble.NoSync)
+		s.stats.markDirty(s.opts.Now())
 	}
-	if err == nil {
-		err = s.writeMeta(t)
-	}
-	g := &group{b: t.b, reqs: live, start: start}
-	if err == nil {
-		if s.opts.Sync == SyncAlways {
-			err = s.db.ApplyNoSyncWait(t.b, pebble.Sync)
-		} else {
-			err = s.db.Apply(t.b, pebble.NoSync)
-			s.stats.markDirty(s.opts.Now())
-		}
+	if s.cache != nil {
+		s.cache.end(inv, err == nil)
 	}
 	if err != nil {
 		s.fail(fmt.Errorf("commit: %w", err))
-		for _, r := range live {
+		for _, r := range reqs {
 			r.results, r.err = nil, kv.Errorf(kv.CodeUnavailable, "storage commit failed: %w", err)
 			close(r.done)
 		}
 		t.b.Close()
 		return rev
 	}
-	// The commit is published (readable in Pebble), so the cache may now
-	// show it too.
-	if s.cache != nil {
-		if t.flushed != nil {
-			s.cache.clear()
-		}
-		for k, e := range t.overlay {
-			s.cache.put(k, *e)
-		}
-	}
 	s.publishCounts(t)
-	s.stats.record(t, len(live))
+	s.stats.record(t, len(reqs))
+	g := &group{b: t.b, reqs: reqs, start: start}
 	if s.opts.Sync == SyncAlways {
 		s.synced <- g
 	} else {
@@ -446,8 +515,9 @@ func (s *Store) writeMeta(t *txn) error {
 	if err := t.b.Set(metaRevision, buf[:8], nil); err != nil {
 		return err
 	}
-	binary.LittleEndian.PutUint64(buf[:], uint64(t.ts.WallNanos))
-	binary.LittleEndian.PutUint32(buf[8:], t.ts.Logical)
+	last := s.clock.Last()
+	binary.LittleEndian.PutUint64(buf[:], uint64(last.WallNanos))
+	binary.LittleEndian.PutUint32(buf[8:], last.Logical)
 	if err := t.b.Set(metaHLC, buf[:12], nil); err != nil {
 		return err
 	}
@@ -455,6 +525,13 @@ func (s *Store) writeMeta(t *txn) error {
 	defer s.mu.RUnlock()
 	for ns, d := range t.counters {
 		c := applyDelta(s.mu.counts[ns], d)
+		if c.keys == 0 {
+			// An emptied namespace leaves no record behind.
+			if err := t.b.Delete(counterKey(ns), nil); err != nil {
+				return err
+			}
+			continue
+		}
 		binary.LittleEndian.PutUint64(buf[:], uint64(c.keys))
 		binary.LittleEndian.PutUint64(buf[8:], uint64(c.expires))
 		if err := t.b.Set(counterKey(ns), buf[:16], nil); err != nil {
@@ -544,6 +621,11 @@ func (s *Store) Sync(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	s.reads.RLock()
+	defer s.reads.RUnlock()
+	if s.reads.closed {
+		return ErrClosed
+	}
 	return s.syncWAL()
 }
 
@@ -552,7 +634,19 @@ func (s *Store) syncWAL() error {
 	// may not be covered; they mark the store dirty again.
 	prev := s.stats.dirtySince.Swap(0)
 	start := time.Now()
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+	// DB.LogData treats a failed sync as fatal (Pebble calls Fatalf);
+	// a batch synced through SyncWait returns the error instead, so the
+	// store can refuse writes rather than crash.
+	b := s.db.NewBatch()
+	defer b.Close()
+	err := b.LogData(nil, nil)
+	if err == nil {
+		err = s.db.ApplyNoSyncWait(b, pebble.Sync)
+	}
+	if err == nil {
+		err = b.SyncWait()
+	}
+	if err != nil {
 		s.stats.dirtySince.CompareAndSwap(0, prev)
 		return fmt.Errorf("storage: sync: %w", err)
 	}
@@ -573,6 +667,11 @@ func (s *Store) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool,
 	}
 	if err := kv.ValidateNamespace(ns); err != nil {
 		return kv.Value{}, false, err // a 0x00 in ns would alias another namespace's keys
+	}
+	s.reads.RLock()
+	defer s.reads.RUnlock()
+	if s.reads.closed {
+		return kv.Value{}, false, ErrClosed
 	}
 	var kb [128]byte
 	dk := dataKey(kb[:0], ns, key)
@@ -608,6 +707,11 @@ func (s *Store) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, er
 	var res kv.ScanResult
 	if err := kv.ValidateNamespace(req.Namespace); err != nil {
 		return res, err
+	}
+	s.reads.RLock()
+	defer s.reads.RUnlock()
+	if s.reads.closed {
+		return res, ErrClosed
 	}
 	limit := req.Limit
 	if limit <= 0 {
