@@ -145,6 +145,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 			defer s.httpGate.inflight.Done()
 			h.ServeHTTP(w, r)
 		}),
+		ConnState:         s.countHTTPConn,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Idle keep-alive connections are reclaimed; request bodies and
 		// replies are not time-limited so large values can stream.
@@ -238,6 +239,18 @@ func (s *Server) shutdown() error {
 	}
 	s.log.Info("stopped")
 	return nil
+}
+
+// countHTTPConn keeps the connection gauges for HTTP, as resp does for
+// RESP.
+func (s *Server) countHTTPConn(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		s.metrics.Connections.WithLabelValues("http").Inc()
+		s.metrics.ConnectionsTotal.WithLabelValues("http").Inc()
+	case http.StateClosed, http.StateHijacked:
+		s.metrics.Connections.WithLabelValues("http").Dec()
+	}
 }
 
 // Close releases a Server that was built but never Run (Run closes

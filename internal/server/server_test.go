@@ -92,7 +92,7 @@ func TestNodeServesRESPAndHTTPOneStore(t *testing.T) {
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"fulcrum_storage_keys{namespace=\"default\"} 2", "fulcrum_storage_wal_fsync_duration_seconds_count", "fulcrum_requests_total"} {
+	for _, m := range []string{"fulcrum_storage_keys{namespace=\"default\"} 2", "fulcrum_connections_total{proto=\"http\"}", "fulcrum_storage_wal_fsync_duration_seconds_count", "fulcrum_requests_total"} {
 		if !strings.Contains(string(body), m) {
 			t.Errorf("/metrics lacks %q", m)
 		}
