@@ -2,6 +2,7 @@ package storage
 
 import (
 	"hash/maphash"
+	"sort"
 	"sync"
 )
 
@@ -127,42 +128,45 @@ func (c *rowCache) begin(overlay map[string]*cacheEntry, all bool) *invalidation
 	}
 	for k, e := range overlay {
 		h := maphash.String(c.seed, k)
-		s := &c.shards[h%cacheShards]
-		inv.rows = append(inv.rows, pendingRow{shard: s, h: h, row: cachedRow{key: k, cacheEntry: *e}})
-		if all {
-			continue
-		}
-		s.mu.Lock()
+		inv.rows = append(inv.rows, pendingRow{shard: &c.shards[h%cacheShards], h: h, row: cachedRow{key: k, cacheEntry: *e}})
+	}
+	if all {
+		return inv
+	}
+	// One lock per touched shard, not per row: a pipelined group touches
+	// hundreds of rows.
+	sort.Slice(inv.rows, func(i, j int) bool { return inv.rows[i].h%cacheShards < inv.rows[j].h%cacheShards })
+	forEachShard(inv.rows, func(s *cacheShard, rows []pendingRow) {
 		s.gen++
 		s.pending++
-		if old, ok := s.m[h]; ok {
-			s.bytes -= entrySize(old)
-			delete(s.m, h)
+		for _, p := range rows {
+			if old, ok := s.m[p.h]; ok {
+				s.bytes -= entrySize(old)
+				delete(s.m, p.h)
+			}
 		}
-		s.mu.Unlock()
-	}
+	})
 	return inv
 }
 
 // end installs the committed rows (when committed) and lifts the pending
 // marks set by begin.
 func (c *rowCache) end(inv *invalidation, committed bool) {
-	for _, p := range inv.rows {
-		s := p.shard
-		s.mu.Lock()
+	forEachShard(inv.rows, func(s *cacheShard, rows []pendingRow) {
 		s.gen++
 		if committed {
-			if old, ok := s.m[p.h]; ok {
-				s.bytes -= entrySize(old)
-				delete(s.m, p.h)
+			for _, p := range rows {
+				if old, ok := s.m[p.h]; ok {
+					s.bytes -= entrySize(old)
+					delete(s.m, p.h)
+				}
+				s.insertLocked(p.h, p.row, c.maxBytes)
 			}
-			s.insertLocked(p.h, p.row, c.maxBytes)
 		}
 		if !inv.all {
 			s.pending--
 		}
-		s.mu.Unlock()
-	}
+	})
 	if inv.all {
 		for i := range c.shards {
 			s := &c.shards[i]
@@ -171,6 +175,22 @@ func (c *rowCache) end(inv *invalidation, committed bool) {
 			s.pending--
 			s.mu.Unlock()
 		}
+	}
+}
+
+// forEachShard calls fn with each shard's lock held and the rows (sorted
+// by shard, as begin leaves them) that belong to it.
+func forEachShard(rows []pendingRow, fn func(*cacheShard, []pendingRow)) {
+	for i := 0; i < len(rows); {
+		j := i + 1
+		for j < len(rows) && rows[j].shard == rows[i].shard {
+			j++
+		}
+		s := rows[i].shard
+		s.mu.Lock()
+		fn(s, rows[i:j])
+		s.mu.Unlock()
+		i = j
 	}
 }
 
