@@ -84,6 +84,7 @@ Commands:
   set             store a value
   del             delete keys
   scan            list keys
+  bench           measure throughput and latency of servers
   version         print the version
   help            print help: fulcrum help <command>
 
@@ -146,6 +147,8 @@ func (m *Main) command(name string) command {
 		return &ScanMain{clientMain: m.clientMain("scan")}
 	case "version":
 		return &VersionMain{Stdout: m.Stdout, Stderr: m.Stderr}
+	case "bench":
+		return &BenchMain{Stdout: m.Stdout, Stderr: m.Stderr, Notify: m.Notify, StopNotify: m.StopNotify}
 	}
 	return nil
 }

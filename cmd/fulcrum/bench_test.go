@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fulcrumdb/fulcrum/internal/config"
+	"github.com/fulcrumdb/fulcrum/internal/server"
+)
+
+// startBenchNode runs an in-process node for the bench command to drive.
+func startBenchNode(t *testing.T) *server.Server {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Data.Dir = t.TempDir()
+	cfg.RESP.Addr = "127.0.0.1:0"
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	srv, err := server.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("server stopped before ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server not ready after 10s")
+	}
+	return srv
+}
+
+func TestBenchSweepOutPlotCompare(t *testing.T) {
+	srv := startBenchNode(t)
+	dir := t.TempDir()
+	m, stdout, stderr := testMain(t)
+	code := m.Run(context.Background(), []string{"bench",
+		"--target", "resp=resp://" + srv.RESPAddr(), "--target", "http=http://" + srv.HTTPAddr(),
+		"--workload", "A", "--keys", "200", "--concurrency", "1,2", "--duration", "400ms",
+		"--warmup", "0", "--interval", "200ms", "--seed", "7", "--out", dir, "--plot", dir})
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	out := stdout.String()
+	for _, want := range []string{"target", "p999", "resp", "http", "c=1", "c=2", "read", "write", "total"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(stderr.String(), "seed 7") {
+		t.Errorf("stderr does not print the seed:\n%s", stderr)
+	}
+	jsons, _ := filepath.Glob(filepath.Join(dir, "bench-*.json"))
+	csvs, _ := filepath.Glob(filepath.Join(dir, "bench-*.csv"))
+	svgs, _ := filepath.Glob(filepath.Join(dir, "*.svg"))
+	if len(jsons) != 1 || len(csvs) != 1 || len(svgs) != 3 {
+		t.Fatalf("got json %v csv %v svg %v, want 1, 1 and 3 files", jsons, csvs, svgs)
+	}
+	data, err := os.ReadFile(jsons[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"command"`, `"go_version"`, `"cores"`, `"--workload"`, `"seed": 7`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("result file lacks %s", want)
+		}
+	}
+
+	m, stdout, stderr = testMain(t)
+	if code := m.Run(context.Background(), []string{"bench", "compare", jsons[0], jsons[0]}); code != 0 {
+		t.Fatalf("compare: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout.String(), "1.00x") {
+		t.Errorf("comparing a file with itself: want 1.00x ratios, got:\n%s", stdout)
+	}
+}
+
+func TestBenchFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench"},
+		{"bench", "--target", "nokind"},
+		{"bench", "--target", "x=resp://127.0.0.1:1", "--workload", "Z"},
+		{"bench", "--target", "x=resp://127.0.0.1:1", "--concurrency", "0"},
+		{"bench", "--target", "x=resp://127.0.0.1:1", "--read-ratio", "2"},
+		{"bench", "--target", "x=resp://127.0.0.1:1", "--slo", "p42=1ms"},
+		{"bench", "compare", "only-one.json"},
+	} {
+		m, _, stderr := testMain(t)
+		if code := m.Run(context.Background(), args); code != 2 {
+			t.Errorf("%q: exit %d, want 2 (stderr %s)", args, code, stderr)
+		}
+	}
+}
+
+func TestBenchUnreachableTarget(t *testing.T) {
+	m, _, stderr := testMain(t)
+	// Port 1 on loopback refuses connections: the run fails at connect.
+	code := m.Run(context.Background(), []string{"bench", "--target", "x=resp://127.0.0.1:1", "--duration", "100ms"})
+	if code != 1 || !strings.Contains(stderr.String(), "connect x") {
+		t.Errorf("exit %d, stderr %q; want 1 and a connect error", code, stderr)
+	}
+}

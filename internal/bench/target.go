@@ -1,0 +1,334 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Request is one operation sent to a target.
+type Request struct {
+	Op    Op
+	Key   []byte
+	Value []byte // for OpWrite
+}
+
+// Target is a server under test. It opens one connection per client.
+type Target interface {
+	// Name is the label used in reports ("fulcrum", "redis").
+	Name() string
+	// Kind is the protocol ("resp", "http").
+	Kind() string
+	// Addr is the address it connects to.
+	Addr() string
+	// Connect opens a client connection.
+	Connect(ctx context.Context, ns string) (Conn, error)
+}
+
+// Conn is one client's connection to a target. It is used by one
+// goroutine at a time.
+type Conn interface {
+	// Do sends reqs (pipelined if the protocol allows) and stores each
+	// request's error in errs[i]. A missing key is not an error.
+	Do(ctx context.Context, reqs []Request, errs []error)
+	Close() error
+}
+
+// Versioner is a Target that can tell the server's software version, for
+// the result file.
+type Versioner interface {
+	ServerVersion(ctx context.Context) (string, error)
+}
+
+var (
+	_ Versioner = (*RESPTarget)(nil)
+	_ Versioner = (*HTTPTarget)(nil)
+)
+
+// ParseTarget parses "name=kind://addr", e.g. "fulcrum=resp://127.0.0.1:7379".
+func ParseTarget(spec string) (Target, error) {
+	name, rest, ok := strings.Cut(spec, "=")
+	if !ok || name == "" {
+		return nil, fmt.Errorf("target %q: want name=kind://addr", spec)
+	}
+	kind, addr, ok := strings.Cut(rest, "://")
+	if !ok || addr == "" {
+		return nil, fmt.Errorf("target %q: want name=kind://addr", spec)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("target %q: address %q: %w", spec, addr, err)
+	}
+	switch kind {
+	case "resp":
+		return &RESPTarget{name: name, addr: addr}, nil
+	case "http":
+		return &HTTPTarget{name: name, addr: addr}, nil
+	}
+	return nil, fmt.Errorf("target %q: unknown kind %q (want resp or http)", spec, kind)
+}
+
+// ErrorCode classifies an error for the report: the first word of a
+// server error (UNAVAILABLE, TIMEOUT, TOO_LARGE, ...), TIMEOUT for client
+// side timeouts, IO for other connection failures.
+func ErrorCode(err error) string {
+	var ce *codedError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &ce):
+		return ce.code
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return "TIMEOUT"
+	case errors.Is(err, context.Canceled):
+		return "CANCELED"
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		if w, _, _ := strings.Cut(re.Error(), " "); w != "" {
+			return w
+		}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "TIMEOUT"
+	}
+	return "IO"
+}
+
+// codedError is a server's answer carrying an error code.
+type codedError struct {
+	code string
+	msg  string
+}
+
+func (e *codedError) Error() string { return e.code + " " + e.msg }
+
+// RESPTarget is any Redis-protocol server.
+type RESPTarget struct{ name, addr string }
+
+var _ Target = (*RESPTarget)(nil)
+
+// Name implements Target.
+func (t *RESPTarget) Name() string { return t.name }
+
+// Kind implements Target.
+func (t *RESPTarget) Kind() string { return "resp" }
+
+// Addr implements Target.
+func (t *RESPTarget) Addr() string { return t.addr }
+
+// Connect implements Target: a go-redis client with a single connection
+// and no retries, so that every latency is one round trip. A namespace is
+// selected with NAMESPACE on the connection.
+func (t *RESPTarget) Connect(ctx context.Context, ns string) (Conn, error) {
+	opts := &redis.Options{
+		Addr:             t.addr,
+		PoolSize:         1,
+		MaxRetries:       -1,
+		DisableIdentity: true,
+		ReadTimeout:      5 * time.Second,
+		WriteTimeout:     5 * time.Second,
+	}
+	if ns != "" {
+		opts.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+			return cn.Do(ctx, "NAMESPACE", ns).Err()
+		}
+	}
+	c := redis.NewClient(opts)
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("connect %s (%s): %w", t.name, t.addr, err)
+	}
+	return &respConn{c: c}, nil
+}
+
+// ServerVersion implements Versioner from INFO server: "fulcrum dev",
+// "redis 7.2.4".
+func (t *RESPTarget) ServerVersion(ctx context.Context) (string, error) {
+	c := redis.NewClient(&redis.Options{Addr: t.addr, PoolSize: 1, MaxRetries: -1, DisableIdentity: true})
+	defer c.Close()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return "", err
+	}
+	fields := map[string]string{}
+	for line := range strings.SplitSeq(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			fields[k] = v
+		}
+	}
+	if v, ok := fields["fulcrum_version"]; ok {
+		return "fulcrum " + v, nil
+	}
+	if v, ok := fields["redis_version"]; ok {
+		return "redis " + v, nil
+	}
+	return "", errors.New("no version in INFO server")
+}
+
+type respConn struct {
+	c    *redis.Client
+	cmds []redis.Cmder
+}
+
+func respCmd(ctx context.Context, c redis.Cmdable, r Request) redis.Cmder {
+	switch r.Op {
+	case OpRead:
+		return c.Get(ctx, string(r.Key))
+	case OpDelete:
+		return c.Del(ctx, string(r.Key))
+	}
+	return c.Set(ctx, string(r.Key), r.Value, 0)
+}
+
+func (c *respConn) Do(ctx context.Context, reqs []Request, errs []error) {
+	if len(reqs) == 1 {
+		errs[0] = ignoreNil(respCmd(ctx, c.c, reqs[0]).Err())
+		return
+	}
+	p := c.c.Pipeline()
+	c.cmds = c.cmds[:0]
+	for _, r := range reqs {
+		c.cmds = append(c.cmds, respCmd(ctx, p, r))
+	}
+	_, _ = p.Exec(ctx) // per-command errors are read below
+	for i, cmd := range c.cmds {
+		errs[i] = ignoreNil(cmd.Err())
+	}
+}
+
+func ignoreNil(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
+}
+
+func (c *respConn) Close() error { return c.c.Close() }
+
+// HTTPTarget is Fulcrum's HTTP API.
+type HTTPTarget struct{ name, addr string }
+
+var _ Target = (*HTTPTarget)(nil)
+
+// Name implements Target.
+func (t *HTTPTarget) Name() string { return t.name }
+
+// Kind implements Target.
+func (t *HTTPTarget) Kind() string { return "http" }
+
+// Addr implements Target.
+func (t *HTTPTarget) Addr() string { return t.addr }
+
+// Connect implements Target: a keep-alive client with its own transport,
+// so each bench client has its own connection.
+func (t *HTTPTarget) Connect(ctx context.Context, ns string) (Conn, error) {
+	if ns == "" {
+		ns = "default"
+	}
+	tr := &http.Transport{
+		MaxIdleConnsPerHost: 1,
+		MaxConnsPerHost:     1,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}
+	c := &httpConn{
+		client: &http.Client{Transport: tr, Timeout: 5 * time.Second},
+		tr:     tr,
+		base:   "http://" + t.addr + "/v1/namespaces/" + url.PathEscape(ns) + "/keys/",
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+"/healthz", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		tr.CloseIdleConnections()
+		return nil, fmt.Errorf("connect %s (%s): %w", t.name, t.addr, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return c, nil
+}
+
+// ServerVersion implements Versioner from the Server header of /healthz.
+func (t *HTTPTarget) ServerVersion(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+"/healthz", nil)
+	if err != nil {
+		return "", err
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return strings.Replace(resp.Header.Get("Server"), "/", " ", 1), nil
+}
+
+type httpConn struct {
+	client *http.Client
+	tr     *http.Transport
+	base   string
+}
+
+func (c *httpConn) Do(ctx context.Context, reqs []Request, errs []error) {
+	// HTTP/1.1 has no usable pipelining: requests go one after another.
+	for i, r := range reqs {
+		errs[i] = c.do(ctx, r)
+	}
+}
+
+func (c *httpConn) do(ctx context.Context, r Request) error {
+	method, body := http.MethodGet, io.Reader(nil)
+	switch r.Op {
+	case OpWrite:
+		method, body = http.MethodPut, bytes.NewReader(r.Value)
+	case OpDelete:
+		method = http.MethodDelete
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+url.PathEscape(string(r.Key)), body)
+	if err != nil {
+		return err
+	}
+	if r.Op == OpWrite {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	} else {
+		req.Header.Set("Accept", "application/octet-stream")
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 300 || resp.StatusCode == http.StatusNotFound && r.Op != OpWrite {
+		_, err := io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var eb struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(data, &eb) == nil && eb.Code != "" {
+		return &codedError{code: eb.Code, msg: eb.Message}
+	}
+	return &codedError{code: fmt.Sprintf("HTTP_%d", resp.StatusCode), msg: strings.TrimSpace(string(data))}
+}
+
+func (c *httpConn) Close() error {
+	c.tr.CloseIdleConnections()
+	return nil
+}
