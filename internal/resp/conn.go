@@ -430,8 +430,9 @@ func (c *conn) writeInt(n int64) { c.put(AppendInt(c.buf(), n)) }
 
 // writeError answers with an error; msg begins with its code.
 func (c *conn) writeError(msg string) {
+	b := c.buf() // may apply queued writes, which resets errCode
 	c.errCode = errorCode(msg)
-	c.put(AppendError(c.buf(), msg))
+	c.put(AppendError(b, msg))
 }
 
 func (c *conn) writeErr(err error) { c.writeError(errorReply(err)) }

@@ -499,6 +499,61 @@ func TestScanCursorEviction(t *testing.T) {
 	}
 }
 
+// The same position reuses its cursor, and the table's resume keys stay
+// within a byte budget however many large-key pages are scanned.
+func TestScanCursorsReusedAndBounded(t *testing.T) {
+	now := func() time.Time { return time.Unix(1000, 0) }
+	tab := newCursorTable(1_000_000, time.Hour, now)
+	a := tab.put("ns", []byte("k"))
+	if b := tab.put("ns", []byte("k")); b != a {
+		t.Fatalf("same position got cursors %d and %d, want one", a, b)
+	}
+	if c := tab.put("other", []byte("k")); c == a {
+		t.Fatal("another namespace's position shared a cursor")
+	}
+	big := make([]byte, 16<<10)
+	for i := 0; i < 2*maxCursorBytes/len(big); i++ {
+		big[0], big[1], big[2] = byte(i), byte(i>>8), byte(i>>16)
+		tab.put("ns", big)
+	}
+	tab.mu.Lock()
+	bytes := tab.mu.bytes
+	tab.mu.Unlock()
+	if bytes > maxCursorBytes {
+		t.Fatalf("cursor table holds %d bytes of keys, budget %d", bytes, maxCursorBytes)
+	}
+}
+
+// An error answered while writes are queued is counted under its code.
+func TestErrorCodeCountedAfterQueuedWrites(t *testing.T) {
+	ts := startServer(t, nil)
+	rdb := ts.client(t, 1)
+	pipe := rdb.Pipeline()
+	pipe.Set(ctx, "k", "v", 0)
+	pipe.Do(ctx, "nosuchcommand")
+	_, _ = pipe.Exec(ctx)
+	mfs, err := ts.metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() != "fulcrum_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == "ERR" && m.GetCounter().GetValue() > 0 {
+					found = true
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the unknown command after a queued SET was not counted as an ERR result")
+	}
+}
+
 func TestKeys(t *testing.T) {
 	ts := startServer(t, func(o *Options) { o.MaxKeysCommand = 5 })
 	rdb := ts.client(t, 2)
