@@ -133,12 +133,12 @@ func (t *RESPTarget) Addr() string { return t.addr }
 // selected with NAMESPACE on the connection.
 func (t *RESPTarget) Connect(ctx context.Context, ns string) (Conn, error) {
 	opts := &redis.Options{
-		Addr:             t.addr,
-		PoolSize:         1,
-		MaxRetries:       -1,
+		Addr:            t.addr,
+		PoolSize:        1,
+		MaxRetries:      -1,
 		DisableIdentity: true,
-		ReadTimeout:      5 * time.Second,
-		WriteTimeout:     5 * time.Second,
+		ReadTimeout:     5 * time.Second,
+		WriteTimeout:    5 * time.Second,
 	}
 	if ns != "" {
 		opts.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
