@@ -14,37 +14,10 @@ import (
 
 	"github.com/fulcrumdb/fulcrum/internal/config"
 	"github.com/fulcrumdb/fulcrum/internal/server"
+	"github.com/fulcrumdb/fulcrum/internal/server/servertest"
 )
 
-// startFulcrum runs an in-process node and returns it.
-func startFulcrum(t *testing.T) *server.Server {
-	t.Helper()
-	cfg := config.Default()
-	cfg.Data.Dir = t.TempDir()
-	cfg.RESP.Addr = "127.0.0.1:0"
-	cfg.HTTP.Addr = "127.0.0.1:0"
-	srv, err := server.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("server stopped before ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server not ready after 10s")
-	}
-	return srv
-}
+func startFulcrum(t *testing.T) *server.Server { return servertest.Start(t) }
 
 // startRedis runs redis-server on a free port, or skips the test.
 func startRedis(t *testing.T) string {
