@@ -114,9 +114,7 @@ func expireCmd(c *conn, args [][]byte, name string, scale int64, absolute bool) 
 }
 
 func cmdPersist(c *conn, args [][]byte) {
-	first := len(c.ops)
-	c.ops = append(c.ops, kv.Op{Kind: kv.OpPersist, Namespace: c.ns, Key: args[1]})
-	c.queue(pendApplied, first)
+	c.queueOp(kv.Op{Kind: kv.OpPersist, Namespace: c.ns, Key: args[1]}, pendApplied)
 }
 
 // ttlReply answers TTL-style commands: -2 for a missing key, -1 for one

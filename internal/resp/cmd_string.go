@@ -160,9 +160,7 @@ func cmdSetNX(c *conn, args [][]byte) {
 	if !c.checkKeyValue(args[1], len(args[2])) {
 		return
 	}
-	first := len(c.ops)
-	c.ops = append(c.ops, kv.Op{Kind: kv.OpSet, Namespace: c.ns, Key: args[1], Value: args[2], Cond: kv.CondAbsent})
-	c.queue(pendApplied, first)
+	c.queueOp(kv.Op{Kind: kv.OpSet, Namespace: c.ns, Key: args[1], Value: args[2], Cond: kv.CondAbsent}, pendApplied)
 }
 
 func cmdSetEX(c *conn, args [][]byte)  { setWithExpiry(c, args, unitEX, "setex") }
@@ -173,24 +171,18 @@ func setWithExpiry(c *conn, args [][]byte, unit int, name string) {
 	if !ok || !c.checkKeyValue(args[1], len(args[3])) {
 		return
 	}
-	first := len(c.ops)
-	c.ops = append(c.ops, kv.Op{Kind: kv.OpSet, Namespace: c.ns, Key: args[1], Value: args[3], ExpireAt: at})
-	c.queue(pendOK, first)
+	c.queueOp(kv.Op{Kind: kv.OpSet, Namespace: c.ns, Key: args[1], Value: args[3], ExpireAt: at}, pendOK)
 }
 
 func cmdGetSet(c *conn, args [][]byte) {
 	if !c.checkKeyValue(args[1], len(args[2])) {
 		return
 	}
-	first := len(c.ops)
-	c.ops = append(c.ops, kv.Op{Kind: kv.OpSet, Namespace: c.ns, Key: args[1], Value: args[2]})
-	c.queue(pendPrev, first)
+	c.queueOp(kv.Op{Kind: kv.OpSet, Namespace: c.ns, Key: args[1], Value: args[2]}, pendPrev)
 }
 
 func cmdGetDel(c *conn, args [][]byte) {
-	first := len(c.ops)
-	c.ops = append(c.ops, kv.Op{Kind: kv.OpDelete, Namespace: c.ns, Key: args[1]})
-	c.queue(pendPrev, first)
+	c.queueOp(kv.Op{Kind: kv.OpDelete, Namespace: c.ns, Key: args[1]}, pendPrev)
 }
 
 func cmdGetEx(c *conn, args [][]byte) {
@@ -301,9 +293,7 @@ func cmdMSetNX(c *conn, args [][]byte) {
 }
 
 func queueIncr(c *conn, key []byte, delta int64) {
-	first := len(c.ops)
-	c.ops = append(c.ops, kv.Op{Kind: kv.OpIncrBy, Namespace: c.ns, Key: key, Delta: delta})
-	c.queue(pendIncr, first)
+	c.queueOp(kv.Op{Kind: kv.OpIncrBy, Namespace: c.ns, Key: key, Delta: delta}, pendIncr)
 }
 
 func cmdIncr(c *conn, args [][]byte) { queueIncr(c, args[1], 1) }
@@ -336,9 +326,7 @@ func cmdIncrByFloat(c *conn, args [][]byte) {
 		c.writeError(errNotFloat)
 		return
 	}
-	first := len(c.ops)
-	c.ops = append(c.ops, kv.Op{Kind: kv.OpIncrByFloat, Namespace: c.ns, Key: args[1], DeltaFloat: f})
-	c.queue(pendIncrFlt, first)
+	c.queueOp(kv.Op{Kind: kv.OpIncrByFloat, Namespace: c.ns, Key: args[1], DeltaFloat: f}, pendIncrFlt)
 }
 
 // parseFloat parses a float as Redis's string2ld does: no surrounding
@@ -372,9 +360,7 @@ func cmdAppend(c *conn, args [][]byte) {
 	if !c.checkKeyValue(args[1], len(args[2])) {
 		return
 	}
-	first := len(c.ops)
-	c.ops = append(c.ops, kv.Op{Kind: kv.OpAppend, Namespace: c.ns, Key: args[1], Value: args[2]})
-	c.queue(pendLen, first)
+	c.queueOp(kv.Op{Kind: kv.OpAppend, Namespace: c.ns, Key: args[1], Value: args[2]}, pendLen)
 }
 
 func cmdStrlen(c *conn, args [][]byte) {
@@ -451,7 +437,5 @@ func cmdSetRange(c *conn, args [][]byte) {
 			return
 		}
 	}
-	first := len(c.ops)
-	c.ops = append(c.ops, kv.Op{Kind: kv.OpSetRange, Namespace: c.ns, Key: args[1], Value: val, Offset: offset})
-	c.queue(pendLen, first)
+	c.queueOp(kv.Op{Kind: kv.OpSetRange, Namespace: c.ns, Key: args[1], Value: val, Offset: offset}, pendLen)
 }

@@ -315,6 +315,13 @@ type pending struct {
 
 // queue records that the running command's ops are c.ops[first:] and its
 // reply comes when they are applied.
+// queueOp queues a command that is a single write.
+func (c *conn) queueOp(op kv.Op, kind pendKind) {
+	first := len(c.ops)
+	c.ops = append(c.ops, op)
+	c.queue(kind, first)
+}
+
 func (c *conn) queue(kind pendKind, first int) {
 	c.pend = append(c.pend, pending{cmd: c.cmd, kind: kind, first: first, n: len(c.ops) - first, start: c.start})
 	c.queued = true
