@@ -115,14 +115,7 @@ func (m *ConfigDefaultMain) ParseFlags(ctx context.Context, args []string) error
 Print the default configuration as a commented TOML file, a starting point
 for "fulcrum server --config FILE".
 `, m.Stdout, m.Stderr)
-	pos, err := cl.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return cl.usageErr("unexpected argument %q", pos[0])
-	}
-	return nil
+	return cl.parseNone(args)
 }
 
 // Run prints config.Default().TOML().

@@ -160,15 +160,7 @@ type VersionMain struct {
 
 // ParseFlags takes no arguments.
 func (m *VersionMain) ParseFlags(ctx context.Context, args []string) error {
-	cl := newCmdline("version", "Usage: fulcrum version\n\nPrint the version of fulcrum and of the Go toolchain that built it.\n", m.Stdout, m.Stderr)
-	pos, err := cl.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return cl.usageErr("unexpected argument %q", pos[0])
-	}
-	return nil
+	return newCmdline("version", "Usage: fulcrum version\n\nPrint the version of fulcrum and of the Go toolchain that built it.\n", m.Stdout, m.Stderr).parseNone(args)
 }
 
 // Run prints "fulcrum VERSION (GOVERSION OS/ARCH)".
@@ -200,6 +192,18 @@ func newCmdline(name, usage string, stdout, stderr io.Writer) *cmdline {
 // parse parses args and returns the positional arguments. On -h it prints
 // the usage to stdout and returns exitCode(0); on a bad flag it prints the
 // problem and the usage to stderr and returns exitCode(2).
+// parseNone parses a command that takes flags only (-h) and no arguments.
+func (c *cmdline) parseNone(args []string) error {
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return c.usageErr("unexpected argument %q", pos[0])
+	}
+	return nil
+}
+
 func (c *cmdline) parse(args []string) ([]string, error) {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
