@@ -36,9 +36,10 @@ const (
 	OpPersist                       // remove the expiry
 	OpFlush                         // delete every key of the namespace
 	OpSweep                         // delete the key if it has expired at Now (TTL sweeper)
+	OpRestore                       // store Restored exactly as given (snapshots, repair)
 )
 
-var opNames = [...]string{"", "set", "delete", "incrby", "incrbyfloat", "append", "setrange", "expire", "persist", "flush", "sweep"}
+var opNames = [...]string{"", "set", "delete", "incrby", "incrbyfloat", "append", "setrange", "expire", "persist", "flush", "sweep", "restore"}
 
 func (k OpKind) String() string {
 	if int(k) < len(opNames) {
@@ -89,6 +90,10 @@ type Op struct {
 	Delta      int64
 	DeltaFloat float64
 	Offset     int64
+
+	// Restored is the value OpRestore writes, metadata included: it
+	// copies a row from another replica without minting a new version.
+	Restored Value
 }
 
 // Batch is a group of operations applied atomically and in order.
@@ -104,6 +109,23 @@ type Batch struct {
 	// existing (MSETNX). If any exists, nothing is applied and every Result
 	// has Applied false.
 	AllAbsent bool
+
+	// Revision, when set, is the version every write of the batch gets,
+	// instead of the next revision of the local store. Replicated engines
+	// set it (the Raft log index) so all replicas mint the same versions.
+	Revision uint64
+	// Shard and Shards, when Shards > 0, confine OpFlush to the keys of
+	// that shard (placement.ShardOf): each shard's replica flushes its own.
+	Shard, Shards int
+	// Marks are engine bookkeeping (an applied log index, say) written
+	// atomically with the batch outside every namespace; Store.Mark reads
+	// them back. They are never user data.
+	Marks []Mark
+}
+
+// Mark is one engine bookkeeping record of a Batch.
+type Mark struct {
+	Key, Value []byte
 }
 
 // Result is the outcome of one Op.
