@@ -11,6 +11,7 @@ import (
 
 	"github.com/fulcrumdb/fulcrum/internal/hlc"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
+	"github.com/fulcrumdb/fulcrum/internal/placement"
 )
 
 // txn applies operations to one Pebble batch. It belongs to the applier
@@ -25,6 +26,9 @@ type txn struct {
 	flushed map[string]bool
 	limits  kv.Limits
 	rev     uint64 // last revision handed out
+	// fixedRev, when set, is the version of every write of the current
+	// request (kv.Batch.Revision): a replicated engine chose it.
+	fixedRev uint64
 	now     int64
 	ts      hlc.Timestamp
 	// counters tracks key/expiry deltas per namespace touched by the batch.
@@ -144,19 +148,29 @@ func b2i(b bool) int64 {
 
 // next hands out the next revision and builds the value metadata for a write.
 func (t *txn) next(data []byte, created uint64, expireAt int64) kv.Value {
-	t.rev++
-	if created == 0 {
-		created = t.rev
+	rev := t.fixedRev
+	if rev == 0 {
+		t.rev++
+		rev = t.rev
 	}
-	return kv.Value{Data: data, Version: t.rev, Created: created, Timestamp: t.ts, ExpireAt: expireAt}
+	if created == 0 {
+		created = rev
+	}
+	return kv.Value{Data: data, Version: rev, Created: created, Timestamp: t.ts, ExpireAt: expireAt}
 }
 
 // apply runs one operation. A returned error aborts the whole batch (storage
 // failure); per-operation failures go in Result.Err.
-func (t *txn) apply(op *kv.Op) (kv.Result, error) {
+func (t *txn) apply(op *kv.Op, shard, shards int) (kv.Result, error) {
 	var res kv.Result
 	if op.Kind == kv.OpFlush {
-		n, err := t.flush(op.Namespace)
+		var n int64
+		var err error
+		if shards > 0 {
+			n, err = t.flushShard(op.Namespace, shard, shards)
+		} else {
+			n, err = t.flush(op.Namespace)
+		}
 		res.Count, res.Applied = n, n > 0
 		return res, err
 	}
@@ -339,6 +353,18 @@ func (t *txn) apply(op *kv.Op) (kv.Result, error) {
 			return unchanged()
 		}
 		return set(t.next(old.Data, created, 0))
+
+	case kv.OpRestore:
+		v := op.Restored
+		if v.ExpiredAt(t.now) {
+			res.Applied = true
+			if stored {
+				return res, t.remove(op.Namespace, op.Key, dk, old)
+			}
+			return res, nil
+		}
+		v.Data = append([]byte(nil), v.Data...)
+		return set(v)
 	}
 	res.Err = kv.Errorf(kv.CodeInvalid, "unknown operation %d", op.Kind)
 	return res, nil
@@ -383,6 +409,55 @@ func parseRedisFloat(b []byte) (float64, error) {
 		return 0, kv.ErrNotFloat
 	}
 	return f, nil
+}
+
+// flushShard deletes the keys of ns that belong to shard (of shards),
+// returning how many live or expired rows there were. Unlike flush it
+// cannot drop a key range: a shard's keys are spread over the namespace.
+func (t *txn) flushShard(ns string, shard, shards int) (int64, error) {
+	lo := nsKeyPrefix(ns)
+	var n int64
+	if !t.flushed[ns] {
+		it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+		if err != nil {
+			return 0, err
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			key := it.Key()[len(lo):]
+			if _, inOverlay := t.overlay[string(it.Key())]; inOverlay || placement.ShardOf(ns, key, shards) != shard {
+				continue
+			}
+			v, err := it.ValueAndErr()
+			if err == nil {
+				var r record
+				if r, err = decodeValue(v); err == nil && !r.Tombstone {
+					n++
+					err = t.remove(ns, append([]byte(nil), key...), append([]byte(nil), it.Key()...), r)
+				}
+			}
+			if err != nil {
+				it.Close()
+				return n, err
+			}
+		}
+		if err := it.Close(); err != nil {
+			return n, err
+		}
+	}
+	for k, e := range t.overlay {
+		if !e.exists || !strings.HasPrefix(k, string(lo)) {
+			continue
+		}
+		key := []byte(k[len(lo):])
+		if placement.ShardOf(ns, key, shards) != shard {
+			continue
+		}
+		n++
+		if err := t.remove(ns, key, []byte(k), e.rec); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // flush deletes every key of ns, returning how many there were. The

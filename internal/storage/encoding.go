@@ -14,6 +14,7 @@ import (
 //	'e' expireAt(8, BE) ns 0x00 key -> empty (expiry index, for the sweeper)
 //	'c' ns                       -> keys(8) expires(8) (namespace counters)
 //	'm' name                     -> store metadata (revision, last HLC)
+//	'x' key                      -> engine marks (kv.Batch.Marks)
 //
 // Namespace names never contain 0x00 (kv.ValidateNamespace), so the
 // separator keeps each namespace's keys contiguous and in key order.
@@ -22,6 +23,7 @@ const (
 	prefixExpiry  = 'e'
 	prefixCounter = 'c'
 	prefixMeta    = 'm'
+	prefixMark    = 'x'
 )
 
 var (
@@ -61,6 +63,8 @@ func parseExpiryKey(k []byte) (expireAt int64, ns string, key []byte, ok bool) {
 	}
 	return 0, "", nil, false
 }
+
+func markKey(k []byte) []byte { return append([]byte{prefixMark}, k...) }
 
 func counterKey(ns string) []byte { return append([]byte{prefixCounter}, ns...) }
 

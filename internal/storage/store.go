@@ -497,12 +497,19 @@ func (s *Store) applyRequest(t *txn, r *request) error {
 			}
 		}
 	}
+	t.fixedRev = b.Revision
+	defer func() { t.fixedRev = 0 }()
 	for i := range b.Ops {
-		res, err := t.apply(&b.Ops[i])
+		res, err := t.apply(&b.Ops[i], b.Shard, b.Shards)
 		if err != nil {
 			return err
 		}
 		r.results[i] = res
+	}
+	for _, m := range b.Marks {
+		if err := t.b.Set(markKey(m.Key), m.Value, nil); err != nil {
+			return err
+		}
 	}
 	return nil
 }
