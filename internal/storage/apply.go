@@ -29,8 +29,8 @@ type txn struct {
 	// fixedRev, when set, is the version of every write of the current
 	// request (kv.Batch.Revision): a replicated engine chose it.
 	fixedRev uint64
-	now     int64
-	ts      hlc.Timestamp
+	now      int64
+	ts       hlc.Timestamp
 	// counters tracks key/expiry deltas per namespace touched by the batch.
 	counters map[string]*nsCounts
 	expired  int64 // keys found expired and removed or overwritten
