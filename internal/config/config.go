@@ -54,6 +54,36 @@ type Config struct {
 	Limits Limits `toml:"limits"`
 	// Log configures the structured log written to stderr.
 	Log Log `toml:"log"`
+	// Cluster makes the node a member of a replicated cluster; with ID 0
+	// it runs alone.
+	Cluster Cluster `toml:"cluster"`
+}
+
+// Cluster configures replication. The initial members are static (Peers);
+// every member must list the same peers.
+type Cluster struct {
+	// ID is this node's number in the cluster, 1 or more; 0 runs the node
+	// alone (no replication, no peers).
+	ID uint64 `toml:"id"`
+	// PeerAddr is where the node listens for other nodes (host:port).
+	PeerAddr string `toml:"peer_addr"`
+	// Peers lists every initial member, this node included, as
+	// "ID=host:port" with the address the others reach it on.
+	Peers []string `toml:"peers"`
+	// Name is checked when nodes connect, so two clusters never mix.
+	Name string `toml:"name"`
+	// Shards and Replicas lay out the default namespace; replicas above
+	// the number of nodes are capped to it.
+	Shards   int `toml:"shards"`
+	Replicas int `toml:"replicas"`
+	// RequestTimeout is the deadline of a request that brings none: a
+	// shard without quorum answers UNAVAILABLE (or TIMEOUT for a write
+	// whose outcome is unknown) within it.
+	RequestTimeout Duration `toml:"request_timeout"`
+	// Tick is the Raft clock; a leader is suspected after ElectionTicks
+	// ticks without news.
+	Tick          Duration `toml:"tick"`
+	ElectionTicks int      `toml:"election_ticks"`
 }
 
 // Data configures the storage engine.
@@ -167,6 +197,17 @@ func Default() Config {
 		Log: Log{
 			Level:  LogInfo,
 			Format: LogText,
+		},
+		Cluster: Cluster{
+			ID:             0,
+			PeerAddr:       "127.0.0.1:7381",
+			Peers:          []string{},
+			Name:           "fulcrum",
+			Shards:         16,
+			Replicas:       3,
+			RequestTimeout: Duration(2 * time.Second),
+			Tick:           Duration(100 * time.Millisecond),
+			ElectionTicks:  10,
 		},
 	}
 }

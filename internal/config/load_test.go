@@ -55,6 +55,8 @@ func TestTOMLRoundTrip(t *testing.T) {
 		HTTP:            HTTP{Addr: ":8080", EnablePprof: true, MaxBodySize: 5 * MiB},
 		Limits:          Limits{MaxKeySize: 100, MaxValueSize: 2 * MiB},
 		Log:             Log{Level: LogDebug, Format: LogJSON},
+		Cluster: Cluster{ID: 2, PeerAddr: "10.0.0.2:9000", Peers: []string{"1=10.0.0.1:9000", "2=10.0.0.2:9000"}, Name: "c\"x",
+			Shards: 4, Replicas: 2, RequestTimeout: Duration(time.Second), Tick: Duration(50 * time.Millisecond), ElectionTicks: 20},
 	}
 	// Guard against a field added to Config but not to TOML: every field
 	// above must differ from its default.
@@ -74,6 +76,12 @@ func assertNoDefaultField(t *testing.T, v, d reflect.Value, path string) {
 	if v.Kind() == reflect.Struct {
 		for i := 0; i < v.NumField(); i++ {
 			assertNoDefaultField(t, v.Field(i), d.Field(i), path+"."+v.Type().Field(i).Name)
+		}
+		return
+	}
+	if v.Kind() == reflect.Slice {
+		if reflect.DeepEqual(v.Interface(), d.Interface()) {
+			t.Errorf("%s is the default in the round-trip config; give it another value", path)
 		}
 		return
 	}

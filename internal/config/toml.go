@@ -73,6 +73,28 @@ func (c Config) TOML() string {
 	w.table("log", "Structured log, written to stderr.")
 	w.key("level", quote(c.Log.Level), "debug | info | warn | error")
 	w.key("format", quote(c.Log.Format), "text (key=value) | json (one object a line)")
+
+	w.table("cluster", "Replication. With id = 0 the node runs alone.")
+	w.key("id", strconv.FormatUint(c.Cluster.ID, 10),
+		"This node's number in the cluster (1 or more); 0: no cluster.")
+	w.key("peer_addr", quote(c.Cluster.PeerAddr), "host:port for traffic from other nodes.")
+	peers := make([]string, len(c.Cluster.Peers))
+	for i, p := range c.Cluster.Peers {
+		peers[i] = quote(p)
+	}
+	w.key("peers", "["+strings.Join(peers, ", ")+"]",
+		`Every initial member, this node included, as "ID=host:port" (the address`,
+		"the others reach it on). All members list the same peers.")
+	w.key("name", quote(c.Cluster.Name), "Cluster name; nodes of different clusters refuse each other.")
+	w.key("shards", strconv.Itoa(c.Cluster.Shards), "Shards of the default namespace (1-1024).")
+	w.key("replicas", strconv.Itoa(c.Cluster.Replicas),
+		"Replicas of each shard (a Raft group each); capped to the number of nodes.")
+	w.key("request_timeout", quote(c.Cluster.RequestTimeout.String()),
+		"Deadline of requests that bring none: a shard without a quorum answers",
+		"UNAVAILABLE (or TIMEOUT: outcome unknown, for a write) within it.")
+	w.key("tick", quote(c.Cluster.Tick.String()), "Raft clock tick.")
+	w.key("election_ticks", strconv.Itoa(c.Cluster.ElectionTicks),
+		"Ticks without a heartbeat before a follower calls an election.")
 	return w.String()
 }
 

@@ -86,6 +86,8 @@ func (c Config) Validate() error {
 		v.distinctAddrs("resp.addr", c.RESP.Addr, "http.addr", c.HTTP.Addr)
 	}
 
+	v.cluster(c)
+
 	// log
 	v.oneOf("log.level", c.Log.Level, LogDebug, LogInfo, LogWarn, LogError)
 	v.oneOf("log.format", c.Log.Format, LogText, LogJSON)
@@ -202,4 +204,59 @@ func validNodeID(id string) bool {
 		}
 	}
 	return true
+}
+
+func (v *validator) cluster(c Config) {
+	cl := c.Cluster
+	if cl.ID == 0 {
+		return
+	}
+	peerOK := v.addr("cluster.peer_addr", cl.PeerAddr)
+	if peerOK {
+		v.distinctAddrs("cluster.peer_addr", cl.PeerAddr, "resp.addr", c.RESP.Addr)
+		v.distinctAddrs("cluster.peer_addr", cl.PeerAddr, "http.addr", c.HTTP.Addr)
+	}
+	peers, err := cl.PeerMap()
+	if err != nil {
+		v.addf("cluster.peers: %v", err)
+	} else if _, ok := peers[cl.ID]; !ok {
+		v.addf("cluster.peers must list this node (cluster.id = %d)", cl.ID)
+	}
+	if cl.Name == "" {
+		v.addf("cluster.name must not be empty")
+	}
+	if cl.Shards < 1 || cl.Shards > 1024 {
+		v.addf("cluster.shards: %d is not between 1 and 1024", cl.Shards)
+	}
+	if cl.Replicas < 1 || cl.Replicas > 7 {
+		v.addf("cluster.replicas: %d is not between 1 and 7", cl.Replicas)
+	}
+	v.positiveDuration("cluster.request_timeout", cl.RequestTimeout)
+	v.positiveDuration("cluster.tick", cl.Tick)
+	if cl.ElectionTicks < 3 {
+		v.addf("cluster.election_ticks: %d is below 3 (a leader would be suspected after every missed heartbeat)", cl.ElectionTicks)
+	}
+}
+
+// PeerMap parses Peers ("ID=host:port") into node id -> address.
+func (cl Cluster) PeerMap() (map[uint64]string, error) {
+	out := make(map[uint64]string, len(cl.Peers))
+	for _, p := range cl.Peers {
+		id, addr, ok := strings.Cut(p, "=")
+		n, err := strconv.ParseUint(id, 10, 64)
+		if !ok || err != nil || n == 0 {
+			return nil, fmt.Errorf("%q is not ID=host:port with ID a number from 1", p)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("%q: %q is not host:port", p, addr)
+		}
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("node %d is listed twice", n)
+		}
+		out[n] = addr
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no peers listed")
+	}
+	return out, nil
 }
