@@ -31,6 +31,7 @@ type Server struct {
 	now     func() time.Time
 
 	store   *storage.Store
+	cluster *cluster // nil when the node runs alone
 	metrics *metrics.Metrics
 	resp    *resp.Server
 	http    *http.Server
@@ -77,9 +78,17 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		o(s)
 	}
 	limits := cfg.Limits.KV()
+	dir, sync := cfg.Data.Dir, storage.SyncMode(cfg.Data.Sync)
+	if cfg.Cluster.ID != 0 {
+		// A member's durable record is its Raft log, synced on every
+		// append; the state machine is rebuilt from it after a crash, so
+		// syncing it too would only double the fsyncs.
+		dir, _ = clusterDirs(cfg)
+		sync = storage.SyncNone
+	}
 	st, err := storage.Open(storage.Options{
-		Dir:           cfg.Data.Dir,
-		Sync:          storage.SyncMode(cfg.Data.Sync),
+		Dir:           dir,
+		Sync:          sync,
 		SyncInterval:  time.Duration(cfg.Data.SyncInterval),
 		SweepInterval: time.Duration(cfg.Data.SweepInterval),
 		CacheSize:     int64(cfg.Data.CacheSize),
@@ -95,8 +104,30 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 	s.metrics = metrics.New()
 	s.metrics.Registry.MustRegister(st.Collector())
 
+	// Front ends talk to the store alone, or to the router of a member.
+	var front interface {
+		resp.Store
+		httpapi.Store
+	} = st
+	info := []resp.InfoSection{{Name: "Persistence", Fields: s.persistenceInfo}}
+	if cfg.Cluster.ID != 0 {
+		if s.cluster, err = openCluster(cfg, st, logger, s.now); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		front = s.cluster.router
+		s.metrics.Registry.MustRegister(s.cluster.node.Collector(), s.cluster.tr.Collector())
+		info = append(info, resp.InfoSection{Name: "Cluster", Fields: s.cluster.info})
+	}
+	closeAll := func() {
+		if s.cluster != nil {
+			s.cluster.close(context.Background())
+		}
+		st.Close()
+	}
+
 	s.resp, err = resp.New(resp.Options{
-		Store:          st,
+		Store:          front,
 		Limits:         limits,
 		MaxFrameSize:   int(cfg.RESP.MaxFrameSize),
 		MaxMultiBulk:   cfg.RESP.MaxMultiBulk,
@@ -109,15 +140,15 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		Metrics:        s.metrics,
 		Logger:         logger.With("component", "resp"),
 		Version:        s.version,
-		ExtraInfo:      []resp.InfoSection{{Name: "Persistence", Fields: s.persistenceInfo}},
+		ExtraInfo:      info,
 		ConfigValues:   s.redisConfig(),
 	})
 	if err != nil {
-		st.Close()
+		closeAll()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	h, err := httpapi.New(httpapi.Options{
-		Store:       st,
+		Store:       front,
 		Limits:      limits,
 		MaxBodySize: int64(cfg.HTTPBodyLimit()),
 		Metrics:     s.metrics,
@@ -128,7 +159,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		Version:     s.version,
 	})
 	if err != nil {
-		st.Close()
+		closeAll()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.http = &http.Server{
@@ -143,6 +174,10 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 			s.httpGate.inflight.Add(1)
 			s.httpGate.Unlock()
 			defer s.httpGate.inflight.Done()
+			if s.cluster != nil && r.URL.Path == "/v1/cluster" {
+				s.cluster.serveStatus(w, r)
+				return
+			}
 			h.ServeHTTP(w, r)
 		}),
 		ConnState:         s.countHTTPConn,
@@ -164,13 +199,13 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	respLn, err := net.Listen("tcp", s.cfg.RESP.Addr)
 	if err != nil {
-		s.store.Close()
+		s.closeStorage(context.Background())
 		return fmt.Errorf("server: resp listener: %w", err)
 	}
 	httpLn, err := net.Listen("tcp", s.cfg.HTTP.Addr)
 	if err != nil {
 		respLn.Close()
-		s.store.Close()
+		s.closeStorage(context.Background())
 		return fmt.Errorf("server: http listener: %w", err)
 	}
 	s.addrs.Lock()
@@ -230,7 +265,7 @@ func (s *Server) shutdown() error {
 	s.httpGate.inflight.Wait()
 	// Storage closes last, so every write a client was told succeeded is
 	// already committed by the time files are closed.
-	storeErr := s.store.Close()
+	storeErr := s.closeStorage(ctx)
 	if respErr != nil || httpErr != nil {
 		s.log.Warn("shutdown timeout: connections closed with requests in flight", "resp", respErr, "http", httpErr)
 	}
@@ -259,7 +294,17 @@ func (s *Server) Close() error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return nil
 	}
-	return s.store.Close()
+	return s.closeStorage(context.Background())
+}
+
+// closeStorage stops the cluster membership (handing leadership away
+// while ctx lasts) and then the store.
+func (s *Server) closeStorage(ctx context.Context) error {
+	var clusterErr error
+	if s.cluster != nil {
+		clusterErr = s.cluster.close(ctx)
+	}
+	return errors.Join(clusterErr, s.store.Close())
 }
 
 // Ready is closed once both listeners accept connections.

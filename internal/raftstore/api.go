@@ -1,0 +1,91 @@
+package raftstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/fulcrumdb/fulcrum/internal/kv"
+)
+
+// Write proposes b to the group's log and returns its results once it is
+// committed and applied here. Any replica of the group may be asked: raft
+// forwards the proposal to the leader.
+//
+// Errors: UNAVAILABLE when the write never entered the log (no leader
+// could be reached before ctx ended); TIMEOUT ("outcome unknown") when it
+// was handed to raft but no outcome was seen before ctx ended.
+func (n *Node) Write(ctx context.Context, group uint64, b kv.Batch) ([]kv.Result, error) {
+	if b.Now == 0 {
+		b.Now = n.cfg.Now().UnixMilli()
+	}
+	if b.Timestamp.IsZero() {
+		b.Timestamp = n.clock.Now()
+	}
+	p := &proposal{
+		id:   n.seq.Add(1),
+		ctx:  ctx,
+		done: make(chan proposalResult, 1),
+	}
+	p.data = encodeEntry(nil, proposer{n.cfg.NodeID, n.incarnation, p.id}, &b)
+	start := time.Now()
+	if err := n.post(ctx, func(l *loop) { l.propose(group, p) }); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-p.done:
+		if r.err == nil {
+			n.metrics.commit.Observe(since(start))
+		}
+		return r.results, r.err
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(propPending, propAbandoned) {
+			return nil, n.unavailable(group, ctx.Err())
+		}
+		return nil, &kv.Error{Code: kv.CodeTimeout, Err: ctx.Err(),
+			Message: fmt.Sprintf("outcome unknown: shard %s did not confirm the write in time", n.shardName(group))}
+	case <-n.done:
+		if p.state.CompareAndSwap(propPending, propAbandoned) {
+			return nil, ErrClosed
+		}
+		return nil, kv.Errorf(kv.CodeTimeout, "outcome unknown: node %d stopped", n.cfg.NodeID)
+	}
+}
+
+// ReadBarrier returns once this replica has applied everything committed
+// before the call (ReadIndex): reads of the local state machine after it
+// are linearizable. Without a quorum it fails with UNAVAILABLE when ctx
+// ends; a read has no side effect, so there is nothing indeterminate.
+func (n *Node) ReadBarrier(ctx context.Context, group uint64) error {
+	w := &readWaiter{ctx: ctx, done: make(chan error, 1)}
+	start := time.Now()
+	if err := n.post(ctx, func(l *loop) { l.read(group, w) }); err != nil {
+		return err
+	}
+	select {
+	case err := <-w.done:
+		if err == nil {
+			n.metrics.read.Observe(since(start))
+		}
+		return err
+	case <-ctx.Done():
+		return n.unavailable(group, ctx.Err())
+	case <-n.done:
+		return ErrClosed
+	}
+}
+
+// Get is a linearizable read of one key of the group's shard.
+func (n *Node) Get(ctx context.Context, group uint64, ns string, key []byte) (kv.Value, bool, error) {
+	if err := n.ReadBarrier(ctx, group); err != nil {
+		return kv.Value{}, false, err
+	}
+	return n.cfg.Store.Get(ctx, ns, key)
+}
+
+func (n *Node) shardName(group uint64) string {
+	if st, ok := n.Status(group); ok {
+		return fmt.Sprintf("%d of ns %q", st.Shard, st.Namespace)
+	}
+	return fmt.Sprintf("group %d", group)
+}

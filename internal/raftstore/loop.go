@@ -1,0 +1,778 @@
+package raftstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fulcrumdb/fulcrum/internal/kv"
+	"github.com/fulcrumdb/fulcrum/internal/raftlog"
+	"github.com/fulcrumdb/fulcrum/internal/transport"
+)
+
+// loop is the state owned by the node's single engine goroutine: every
+// RawNode is touched only here.
+type loop struct {
+	n      *Node
+	groups map[uint64]*group
+	ticks  uint64
+	// readGroups are groups with reads waiting to be issued this round.
+	readGroups []*group
+	readSeq    uint64
+	failed     error
+}
+
+type group struct {
+	spec        GroupSpec
+	rn          *raft.RawNode
+	st          *raftlog.GroupStorage
+	applied     uint64
+	appliedTerm uint64
+	confState   *pb.ConfState
+	lead        uint64
+
+	proposals  map[uint64]*proposal // accepted by raft, by id
+	unproposed []*proposal          // raft had no leader; retried each tick
+	newReads   []*readWaiter
+	issued     map[string]*readBatch
+	applyWait  []*readBatch
+}
+
+type proposal struct {
+	id   uint64
+	ctx  context.Context
+	data []byte
+	// state decides, race-free between the loop and the waiting caller,
+	// whether a timeout means "never written" (UNAVAILABLE) or "outcome
+	// unknown" (TIMEOUT): the loop moves pending->offered before handing
+	// the entry to raft, the caller moves pending->abandoned when it gives
+	// up; whoever loses sees the other's decision.
+	state atomic.Int32
+	done  chan proposalResult
+}
+
+const (
+	propPending int32 = iota
+	propOffered
+	propAbandoned
+)
+
+type proposalResult struct {
+	results []kv.Result
+	err     error
+}
+
+type readWaiter struct {
+	ctx  context.Context
+	done chan error
+}
+
+type readBatch struct {
+	waiters []*readWaiter
+	issued  uint64 // tick
+	index   uint64
+}
+
+func newLoop(n *Node) *loop {
+	return &loop{n: n, groups: make(map[uint64]*group)}
+}
+
+func (l *loop) run() {
+	defer close(l.n.done)
+	defer l.shutdown()
+	t := time.NewTicker(l.n.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.n.ctx.Done():
+			return
+		case <-t.C:
+			l.tick()
+		case in := <-l.n.inbox:
+			l.step(in)
+		case f := <-l.n.funcs:
+			f(l)
+		}
+		// Take whatever else is waiting, up to a bound, so one Ready round
+		// (one fsync) covers as much work as possible.
+	drain:
+		for i := 0; i < 1024; i++ {
+			select {
+			case in := <-l.n.inbox:
+				l.step(in)
+			case f := <-l.n.funcs:
+				f(l)
+			default:
+				break drain
+			}
+		}
+		l.issueReads()
+		if err := l.handleReady(); err != nil {
+			l.failed = err
+			l.n.cfg.Logger.Error("raftstore: engine stopped", "node", l.n.cfg.NodeID, "err", err)
+			l.n.cancel()
+			return
+		}
+	}
+}
+
+// shutdown answers everything still waiting.
+func (l *loop) shutdown() {
+	for _, g := range l.groups {
+		l.dropGroupWaiters(g)
+	}
+	// Requests queued but never run get their answer from ErrClosed via
+	// n.done in exec; proposals posted without waiting see n.done too.
+}
+
+func (l *loop) dropGroupWaiters(g *group) {
+	for _, p := range g.proposals {
+		p.done <- proposalResult{err: kv.Errorf(kv.CodeTimeout, "outcome unknown: node %d stopped before the write committed", l.n.cfg.NodeID)}
+	}
+	for _, p := range g.unproposed {
+		p.done <- proposalResult{err: ErrClosed}
+	}
+	for _, w := range g.newReads {
+		w.done <- ErrClosed
+	}
+	for _, b := range g.issued {
+		finishReads(b, ErrClosed)
+	}
+	for _, b := range g.applyWait {
+		finishReads(b, ErrClosed)
+	}
+	g.proposals, g.unproposed, g.newReads, g.issued, g.applyWait = map[uint64]*proposal{}, nil, nil, map[string]*readBatch{}, nil
+}
+
+func finishReads(b *readBatch, err error) {
+	for _, w := range b.waiters {
+		w.done <- err
+	}
+}
+
+func (l *loop) createGroup(spec GroupSpec) error {
+	if _, ok := l.groups[spec.ID]; ok {
+		return nil
+	}
+	cfg := &l.n.cfg
+	st := cfg.Log.Group(spec.ID)
+	hs, cs, err := st.InitialState()
+	if err != nil {
+		return fmt.Errorf("raftstore: group %d: %w", spec.ID, err)
+	}
+	applied, appliedTerm, err := l.readApplied(spec.ID)
+	if err != nil {
+		return err
+	}
+	last, err := st.LastIndex()
+	if err != nil {
+		return err
+	}
+	if applied > last || hs.GetCommit() < applied {
+		// The state machine is ahead of the log: a snapshot was installed
+		// and synced but the crash came before the log recorded it (or
+		// the commit index did not reach disk). Make the log agree.
+		b := cfg.Log.NewBatch()
+		if applied > last {
+			v, ok, err := cfg.Store.Mark(confMarkKey(spec.ID))
+			if err != nil || !ok {
+				return fmt.Errorf("raftstore: group %d: state machine at %d beyond log %d without a conf state (%v)", spec.ID, applied, last, err)
+			}
+			csm := new(pb.ConfState)
+			if err := proto.Unmarshal(v, csm); err != nil {
+				return fmt.Errorf("raftstore: group %d: conf mark: %w", spec.ID, err)
+			}
+			b.ApplySnapshot(spec.ID, &pb.SnapshotMetadata{Index: &applied, Term: &appliedTerm, ConfState: csm})
+			cs = csm
+		}
+		nhs := proto.Clone(hs).(*pb.HardState)
+		nhs.Commit = &applied
+		if nhs.GetTerm() < appliedTerm {
+			nhs.Term = &appliedTerm
+		}
+		b.SetHardState(spec.ID, nhs)
+		if err := b.Commit(true); err != nil {
+			return fmt.Errorf("raftstore: group %d: reconcile log: %w", spec.ID, err)
+		}
+	}
+	rc := &raft.Config{
+		ID:                        cfg.NodeID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   st,
+		Applied:                   applied,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  32 << 20,
+		MaxUncommittedEntriesSize: 64 << 20,
+		MaxInflightMsgs:           cfg.MaxInflight,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		StepDownOnRemoval:         true,
+		Logger:                    raftLogger{cfg.Logger.With("group", spec.ID)},
+	}
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		return fmt.Errorf("raftstore: group %d: %w", spec.ID, err)
+	}
+	last, _ = st.LastIndex()
+	if last == 0 && raft.IsEmptyHardState(hs) && slices.Contains(spec.Peers, cfg.NodeID) {
+		peers := make([]raft.Peer, len(spec.Peers))
+		for i, id := range spec.Peers {
+			peers[i] = raft.Peer{ID: id}
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return fmt.Errorf("raftstore: group %d: bootstrap: %w", spec.ID, err)
+		}
+	}
+	g := &group{
+		spec: spec, rn: rn, st: st,
+		applied: applied, appliedTerm: appliedTerm, confState: cs,
+		proposals: make(map[uint64]*proposal),
+		issued:    make(map[string]*readBatch),
+	}
+	l.groups[spec.ID] = g
+	l.publish(g)
+	return nil
+}
+
+func (l *loop) readApplied(id uint64) (uint64, uint64, error) {
+	v, ok, err := l.n.cfg.Store.Mark(appliedMarkKey(id))
+	if err != nil || !ok {
+		return 0, 0, err
+	}
+	return parseAppliedMark(v)
+}
+
+func (l *loop) removeGroup(id uint64) error {
+	g := l.groups[id]
+	if g == nil {
+		return nil
+	}
+	l.dropGroupWaiters(g)
+	delete(l.groups, id)
+	l.n.statusMu.Lock()
+	delete(l.n.status, id)
+	l.n.statusMu.Unlock()
+	return l.n.cfg.Log.DeleteGroup(id)
+}
+
+func (l *loop) tick() {
+	l.ticks++
+	for _, g := range l.groups {
+		g.rn.Tick()
+		l.retryProposals(g)
+		l.reissueReads(g)
+		l.publish(g)
+	}
+}
+
+// retryProposals re-offers proposals raft dropped for want of a leader,
+// and answers those whose caller has given up.
+func (l *loop) retryProposals(g *group) {
+	for id, p := range g.proposals {
+		if p.ctx.Err() != nil {
+			delete(g.proposals, id) // the caller answered TIMEOUT itself
+		}
+	}
+	keep := g.unproposed[:0]
+	for _, p := range g.unproposed {
+		if p.ctx.Err() != nil {
+			continue // never entered the log; the caller answers UNAVAILABLE
+		}
+		if l.offer(g, p) {
+			continue
+		}
+		keep = append(keep, p)
+	}
+	clear(g.unproposed[len(keep):])
+	g.unproposed = keep
+}
+
+// offer hands p to raft; false means raft dropped it (no leader yet).
+func (l *loop) offer(g *group, p *proposal) bool {
+	if !p.state.CompareAndSwap(propPending, propOffered) {
+		return true // the caller gave up and answered UNAVAILABLE
+	}
+	err := g.rn.Propose(p.data)
+	if errors.Is(err, raft.ErrProposalDropped) {
+		// Not in any log. Going back to pending is safe: a caller that
+		// looked meanwhile answered "unknown", which is always true.
+		p.state.Store(propPending)
+		return false
+	}
+	if err != nil {
+		p.done <- proposalResult{err: kv.Errorf(kv.CodeInternal, "raftstore: propose: %w", err)}
+		return true
+	}
+	g.proposals[p.id] = p
+	l.n.metrics.proposals.Add(1)
+	return true
+}
+
+func (l *loop) propose(id uint64, p *proposal) {
+	g := l.groups[id]
+	if g == nil {
+		p.done <- proposalResult{err: kv.Errorf(kv.CodeUnavailable, "raftstore: group %d is not on node %d", id, l.n.cfg.NodeID)}
+		return
+	}
+	if !l.offer(g, p) {
+		g.unproposed = append(g.unproposed, p)
+	}
+}
+
+func (l *loop) read(id uint64, w *readWaiter) {
+	g := l.groups[id]
+	if g == nil {
+		w.done <- kv.Errorf(kv.CodeUnavailable, "raftstore: group %d is not on node %d", id, l.n.cfg.NodeID)
+		return
+	}
+	if len(g.newReads) == 0 {
+		l.readGroups = append(l.readGroups, g)
+	}
+	g.newReads = append(g.newReads, w)
+}
+
+// issueReads starts one ReadIndex per group for all the reads that
+// arrived this round: one quorum round trip serves them all.
+func (l *loop) issueReads() {
+	for _, g := range l.readGroups {
+		if len(g.newReads) == 0 {
+			continue
+		}
+		l.issue(g, &readBatch{waiters: g.newReads})
+		g.newReads = nil
+	}
+	clear(l.readGroups)
+	l.readGroups = l.readGroups[:0]
+}
+
+func (l *loop) issue(g *group, b *readBatch) {
+	l.readSeq++
+	rctx := binary.BigEndian.AppendUint64(nil, l.readSeq)
+	b.issued = l.ticks
+	g.issued[string(rctx)] = b
+	g.rn.ReadIndex(rctx)
+	l.n.metrics.readIndex.Add(1)
+}
+
+// reissueReads repeats ReadIndex requests that got no answer within an
+// election timeout: raft drops them silently when there is no leader or a
+// message was lost.
+func (l *loop) reissueReads(g *group) {
+	for k, b := range g.issued {
+		if l.ticks-b.issued < uint64(l.n.cfg.ElectionTicks) {
+			continue
+		}
+		delete(g.issued, k)
+		live := b.waiters[:0]
+		for _, w := range b.waiters {
+			if w.ctx.Err() == nil {
+				live = append(live, w)
+			}
+		}
+		if len(live) > 0 {
+			b.waiters = live
+			l.issue(g, b)
+		}
+	}
+}
+
+func (l *loop) readState(g *group, rs raft.ReadState) {
+	b := g.issued[string(rs.RequestCtx)]
+	if b == nil {
+		return
+	}
+	delete(g.issued, string(rs.RequestCtx))
+	if rs.Index <= g.applied {
+		finishReads(b, nil)
+		return
+	}
+	b.index = rs.Index
+	g.applyWait = append(g.applyWait, b)
+}
+
+func (l *loop) releaseReads(g *group) {
+	keep := g.applyWait[:0]
+	for _, b := range g.applyWait {
+		if b.index <= g.applied {
+			finishReads(b, nil)
+			continue
+		}
+		keep = append(keep, b)
+	}
+	clear(g.applyWait[len(keep):])
+	g.applyWait = keep
+}
+
+// step feeds a batch of raft messages from one node to their groups.
+func (l *loop) step(in inbound) {
+	rest := in.payload
+	for len(rest) > 0 {
+		gid, m, r, err := nextMessage(rest)
+		if err != nil {
+			l.n.metrics.badMessages.Add(1)
+			l.n.cfg.Logger.Warn("raftstore: dropping bad message batch", "from", in.from, "err", err)
+			return
+		}
+		rest = r
+		g := l.groups[gid]
+		if g == nil || m.GetFrom() != in.from {
+			// Not (or no longer) ours, or forged: the sender's node must be
+			// the raft sender, so a node cannot speak for another.
+			l.n.metrics.droppedMessages.Add(1)
+			continue
+		}
+		_ = g.rn.Step(m) // local-only types and unknown peers are refused by raft
+	}
+}
+
+type pendingReady struct {
+	g  *group
+	rd raft.Ready
+}
+
+// handleReady persists, sends and applies the Ready of every group that
+// has one: one log batch (one fsync) and one message per destination.
+func (l *loop) handleReady() error {
+	var readies []pendingReady
+	b := l.n.cfg.Log.NewBatch()
+	sync := false
+	for _, g := range l.groups {
+		if !g.rn.HasReady() {
+			continue
+		}
+		rd := g.rn.Ready()
+		if !raft.IsEmptySnap(rd.Snapshot) {
+			if err := l.installSnapshot(g, rd.Snapshot); err != nil {
+				return err
+			}
+			b.ApplySnapshot(g.spec.ID, rd.Snapshot.GetMetadata())
+		}
+		if len(rd.Entries) > 0 {
+			b.Append(g.spec.ID, rd.Entries)
+		}
+		if !raft.IsEmptyHardState(rd.HardState) {
+			b.SetHardState(g.spec.ID, rd.HardState)
+		}
+		sync = sync || rd.MustSync
+		readies = append(readies, pendingReady{g, rd})
+	}
+	if len(readies) == 0 {
+		return nil
+	}
+	if !b.Empty() {
+		start := time.Now()
+		if err := b.Commit(sync); err != nil {
+			return fmt.Errorf("persist raft log: %w", err)
+		}
+		if sync {
+			l.n.metrics.persist.Observe(since(start))
+			l.n.metrics.persistSyncs.Add(1)
+		}
+	}
+	l.send(readies)
+	if err := l.apply(readies); err != nil {
+		return err
+	}
+	for _, p := range readies {
+		for _, rs := range p.rd.ReadStates {
+			l.readState(p.g, rs)
+		}
+		if p.rd.SoftState != nil && p.rd.SoftState.Lead != p.g.lead {
+			p.g.lead = p.rd.SoftState.Lead
+			l.n.metrics.leaderChanges.Add(1)
+		}
+		p.g.rn.Advance(p.rd)
+		if p.rd.SoftState != nil {
+			l.publish(p.g)
+		}
+	}
+	return l.maybeCompact(readies)
+}
+
+// send coalesces the messages of all groups per destination node.
+func (l *loop) send(readies []pendingReady) {
+	type snapSent struct {
+		g  *group
+		to uint64
+	}
+	var (
+		out   = make(map[uint64][]byte)
+		users = make(map[uint64][]*group)
+		snaps []snapSent
+	)
+	for _, p := range readies {
+		for _, m := range p.rd.Messages {
+			to := m.GetTo()
+			if m.GetType() == pb.MsgSnap {
+				if err := l.fillSnapshot(p.g, m); err != nil {
+					l.n.cfg.Logger.Warn("raftstore: cannot build snapshot", "group", p.g.spec.ID, "to", to, "err", err)
+					p.g.rn.ReportSnapshot(to, raft.SnapshotFailure)
+					continue
+				}
+				snaps = append(snaps, snapSent{p.g, to})
+			}
+			buf, err := appendMessage(out[to], p.g.spec.ID, m)
+			if err != nil {
+				l.n.cfg.Logger.Error("raftstore: encode message", "err", err)
+				continue
+			}
+			out[to] = buf
+			if u := users[to]; len(u) == 0 || u[len(u)-1] != p.g {
+				users[to] = append(u, p.g)
+			}
+		}
+	}
+	failed := make(map[uint64]bool)
+	for to, payload := range out {
+		if err := l.n.cfg.Transport.Send(transport.NodeID(to), transport.KindRaft, payload); err != nil {
+			failed[to] = true
+			for _, g := range users[to] {
+				g.rn.ReportUnreachable(to)
+			}
+			continue
+		}
+		l.n.metrics.messagesSent.Add(1)
+	}
+	// There is no delivery receipt: report a snapshot as sent, and let the
+	// follower's next response (or its absence) drive raft from there.
+	for _, s := range snaps {
+		status := raft.SnapshotFinish
+		if failed[s.to] {
+			status = raft.SnapshotFailure
+		}
+		s.g.rn.ReportSnapshot(s.to, status)
+		l.n.metrics.snapshotsSent.Add(1)
+	}
+}
+
+// applyRef ties a state machine batch back to what it came from.
+type applyRef struct {
+	g *group
+	p *proposal
+}
+
+// apply applies the committed entries of all groups to the state machine
+// in one call, then answers the proposals made here.
+func (l *loop) apply(readies []pendingReady) error {
+	var (
+		batches []kv.Batch
+		refs    []applyRef
+	)
+	confBatch := l.n.cfg.Log.NewBatch()
+	for _, p := range readies {
+		g := p.g
+		for _, e := range p.rd.CommittedEntries {
+			idx, term := e.GetIndex(), e.GetTerm()
+			var b kv.Batch
+			var ref = applyRef{g: g}
+			switch e.GetType() {
+			case pb.EntryNormal:
+				if len(e.Data) == 0 {
+					break // a new leader's no-op
+				}
+				from, dec, err := decodeEntry(e.Data)
+				if from.node == l.n.cfg.NodeID && from.incarnation == l.n.incarnation {
+					ref.p = g.proposals[from.id]
+					delete(g.proposals, from.id)
+				}
+				if err != nil {
+					// Every replica fails the same way on the same bytes, so
+					// skipping keeps them identical.
+					l.n.cfg.Logger.Error("raftstore: undecodable entry", "group", g.spec.ID, "index", idx, "err", err)
+					if ref.p != nil {
+						ref.p.done <- proposalResult{err: kv.Errorf(kv.CodeInternal, "raftstore: %w", err)}
+						ref.p = nil
+					}
+					break
+				}
+				b = dec
+				l.n.clock.Update(b.Timestamp)
+			case pb.EntryConfChange, pb.EntryConfChangeV2:
+				cs, err := l.applyConfChange(g, e)
+				if err != nil {
+					return err
+				}
+				confBatch.SetConfState(g.spec.ID, cs)
+			}
+			b.Revision = idx
+			b.Shard, b.Shards = g.spec.Shard, g.spec.Shards
+			b.Marks = append(b.Marks, appliedMark(g.spec.ID, idx, term))
+			batches = append(batches, b)
+			refs = append(refs, ref)
+			g.applied, g.appliedTerm = idx, term
+		}
+	}
+	if !confBatch.Empty() {
+		// Synced before the applied marks can reach disk: a restart must
+		// never resume after a conf change with the old membership.
+		if err := confBatch.Commit(true); err != nil {
+			return fmt.Errorf("persist conf state: %w", err)
+		}
+	}
+	if len(batches) == 0 {
+		return nil
+	}
+	results, err := l.n.cfg.Store.ApplyAll(l.n.ctx, batches)
+	if err != nil {
+		return fmt.Errorf("apply %d entries: %w", len(batches), err)
+	}
+	l.n.metrics.applied.Add(uint64(len(batches)))
+	for i, ref := range refs {
+		if ref.p != nil {
+			ref.p.done <- proposalResult{results: results[i]}
+		}
+	}
+	for _, p := range readies {
+		l.releaseReads(p.g)
+	}
+	return nil
+}
+
+func (l *loop) applyConfChange(g *group, e *pb.Entry) (*pb.ConfState, error) {
+	var cc pb.ConfChangeI
+	if e.GetType() == pb.EntryConfChange {
+		var c pb.ConfChange
+		if err := proto.Unmarshal(e.Data, &c); err != nil {
+			return nil, fmt.Errorf("group %d: conf change at %d: %w", g.spec.ID, e.GetIndex(), err)
+		}
+		cc = &c
+	} else {
+		var c pb.ConfChangeV2
+		if err := proto.Unmarshal(e.Data, &c); err != nil {
+			return nil, fmt.Errorf("group %d: conf change at %d: %w", g.spec.ID, e.GetIndex(), err)
+		}
+		cc = &c
+	}
+	cs := g.rn.ApplyConfChange(cc)
+	g.confState = cs
+	return cs, nil
+}
+
+// fillSnapshot replaces the metadata-only snapshot raft asked to send
+// with the shard's rows as of the last applied entry. That is at or past
+// the compaction point raft chose, so the follower can continue from the
+// log after it.
+func (l *loop) fillSnapshot(g *group, m *pb.Message) error {
+	view, err := l.n.cfg.Store.View()
+	if err != nil {
+		return err
+	}
+	defer view.Close()
+	v, ok, err := view.Mark(appliedMarkKey(g.spec.ID))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("nothing applied yet")
+	}
+	idx, term, err := parseAppliedMark(v)
+	if err != nil {
+		return err
+	}
+	data := []byte{snapshotFormat}
+	err = view.ShardRows(l.n.ctx, g.spec.Namespace, g.spec.Shard, g.spec.Shards, func(key []byte, val kv.Value) error {
+		data = appendRow(data, key, val)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	m.Snapshot = &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{
+		Index: &idx, Term: &term, ConfState: proto.Clone(g.confState).(*pb.ConfState),
+	}}
+	return nil
+}
+
+// installSnapshot replaces the shard's rows with a snapshot's, synced,
+// before the log forgets the entries it replaces.
+func (l *loop) installSnapshot(g *group, s *pb.Snapshot) error {
+	meta := s.GetMetadata()
+	b := kv.Batch{
+		Ops:    []kv.Op{{Kind: kv.OpFlush, Namespace: g.spec.Namespace}},
+		Shard:  g.spec.Shard,
+		Shards: g.spec.Shards,
+	}
+	err := decodeRows(s.Data, func(key []byte, v kv.Value) {
+		b.Ops = append(b.Ops, kv.Op{Kind: kv.OpRestore, Namespace: g.spec.Namespace, Key: key, Restored: v})
+	})
+	if err != nil {
+		return fmt.Errorf("group %d: snapshot at %d: %w", g.spec.ID, meta.GetIndex(), err)
+	}
+	cm, err := confMark(g.spec.ID, meta.GetConfState())
+	if err != nil {
+		return err
+	}
+	b.Marks = []kv.Mark{appliedMark(g.spec.ID, meta.GetIndex(), meta.GetTerm()), cm}
+	if _, err := l.n.cfg.Store.ApplyAll(l.n.ctx, []kv.Batch{b}); err != nil {
+		return fmt.Errorf("group %d: install snapshot: %w", g.spec.ID, err)
+	}
+	if err := l.n.cfg.Store.Sync(l.n.ctx); err != nil {
+		return fmt.Errorf("group %d: sync snapshot: %w", g.spec.ID, err)
+	}
+	g.applied, g.appliedTerm = meta.GetIndex(), meta.GetTerm()
+	g.confState = meta.GetConfState()
+	l.n.metrics.snapshotsApplied.Add(1)
+	return nil
+}
+
+// maybeCompact trims logs that grew past CompactAfter applied entries,
+// after syncing the state machine so the trimmed entries are never needed
+// again.
+func (l *loop) maybeCompact(readies []pendingReady) error {
+	keep := l.n.cfg.CompactAfter / 4
+	var due []*group
+	for _, p := range readies {
+		first, err := p.g.st.FirstIndex()
+		if err != nil {
+			return err
+		}
+		if p.g.applied > first+l.n.cfg.CompactAfter {
+			due = append(due, p.g)
+		}
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	if err := l.n.cfg.Store.Sync(l.n.ctx); err != nil {
+		return fmt.Errorf("sync before compaction: %w", err)
+	}
+	for _, g := range due {
+		if err := g.st.Compact(g.applied - keep); err != nil {
+			return fmt.Errorf("group %d: compact to %d: %w", g.spec.ID, g.applied-keep, err)
+		}
+		l.n.metrics.compactions.Add(1)
+	}
+	return nil
+}
+
+// publish refreshes the group's status for readers outside the loop.
+func (l *loop) publish(g *group) {
+	s := g.rn.Status()
+	last, _ := g.st.LastIndex()
+	st := GroupStatus{
+		ID: g.spec.ID, Namespace: g.spec.Namespace, Shard: g.spec.Shard,
+		Leader: s.Lead, Term: s.HardState.GetTerm(), State: s.RaftState.String(),
+		Commit: s.HardState.GetCommit(), Applied: g.applied, LastIndex: last,
+		Voters:   confStateVoters(g.confState),
+		Learners: append([]uint64(nil), g.confState.GetLearners()...),
+	}
+	if s.RaftState == raft.StateLeader {
+		st.Match = make(map[uint64]uint64, len(s.Progress))
+		for id, pr := range s.Progress {
+			st.Match[id] = pr.Match
+		}
+	}
+	l.n.statusMu.Lock()
+	l.n.status[g.spec.ID] = st
+	l.n.statusMu.Unlock()
+}

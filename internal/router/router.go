@@ -1,0 +1,423 @@
+package router
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fulcrumdb/fulcrum/internal/kv"
+	"github.com/fulcrumdb/fulcrum/internal/placement"
+	"github.com/fulcrumdb/fulcrum/internal/transport"
+)
+
+// Engine is what the router needs from the strong engine (raftstore).
+type Engine interface {
+	Write(ctx context.Context, group uint64, b kv.Batch) ([]kv.Result, error)
+	ReadBarrier(ctx context.Context, group uint64) error
+}
+
+// LocalStore is the node's state machine, read after a barrier.
+type LocalStore interface {
+	Get(ctx context.Context, ns string, key []byte) (kv.Value, bool, error)
+	Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, error)
+	Keyspace() []kv.NamespaceStats
+	Count(ns string) int64
+}
+
+// Caller sends forwarded requests to other nodes.
+type Caller interface {
+	Call(ctx context.Context, to transport.NodeID, kind transport.Kind, payload []byte) ([]byte, error)
+}
+
+// Namespace is a namespace's layout as the router needs it.
+type Namespace struct {
+	Name   string
+	Shards int
+	// Groups[s] is shard s's Raft group id.
+	Groups []uint64
+	// Replicas[s] are the nodes with a replica of shard s, preferred
+	// leader first.
+	Replicas [][]uint64
+}
+
+// Config configures a Router.
+type Config struct {
+	Self       uint64
+	Engine     Engine
+	Store      LocalStore
+	Transport  Caller
+	Namespaces []Namespace
+	// Timeout is the deadline of requests that come without one
+	// (default 2 s).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Router routes requests to shards. It implements the Store interfaces of
+// the resp and httpapi front ends, and transport.Handler for forwarded
+// requests.
+type Router struct {
+	cfg Config
+	ns  map[string]*Namespace
+}
+
+// New builds a router.
+func New(cfg Config) (*Router, error) {
+	if cfg.Engine == nil || cfg.Store == nil || cfg.Transport == nil {
+		return nil, errors.New("router: Engine, Store and Transport are required")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Router{cfg: cfg, ns: make(map[string]*Namespace)}
+	for i := range cfg.Namespaces {
+		n := &cfg.Namespaces[i]
+		if n.Shards <= 0 || len(n.Groups) != n.Shards || len(n.Replicas) != n.Shards {
+			return nil, fmt.Errorf("router: namespace %q: %d shards but %d groups and %d replica sets", n.Name, n.Shards, len(n.Groups), len(n.Replicas))
+		}
+		r.ns[n.Name] = n
+	}
+	return r, nil
+}
+
+func (r *Router) namespace(name string) (*Namespace, error) {
+	if n := r.ns[name]; n != nil {
+		return n, nil
+	}
+	names := make([]string, 0, len(r.ns))
+	for k := range r.ns {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return nil, kv.Errorf(kv.CodeNotFound, "namespace %q does not exist in this cluster (namespaces: %s)", name, strings.Join(names, ", "))
+}
+
+// withDeadline applies the default deadline to requests without one.
+func (r *Router) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, r.cfg.Timeout)
+}
+
+func (r *Router) local(n *Namespace, shard int) bool {
+	return slices.Contains(n.Replicas[shard], r.cfg.Self)
+}
+
+// Apply routes a batch: one write per shard it touches, in parallel.
+func (r *Router) Apply(ctx context.Context, b kv.Batch) ([]kv.Result, error) {
+	ctx, cancel := r.withDeadline(ctx)
+	defer cancel()
+	if len(b.Ops) == 0 {
+		return nil, nil
+	}
+	n, err := r.namespace(b.Ops[0].Namespace)
+	if err != nil {
+		return nil, err
+	}
+	// Which shard each op goes to; a flush goes to all of them.
+	type part struct {
+		shard int
+		idx   []int // positions in b.Ops
+		batch kv.Batch
+	}
+	parts := make(map[int]*part)
+	add := func(shard, i int) {
+		p := parts[shard]
+		if p == nil {
+			p = &part{shard: shard, batch: kv.Batch{Now: b.Now, Timestamp: b.Timestamp, AllAbsent: b.AllAbsent}}
+			parts[shard] = p
+		}
+		p.idx = append(p.idx, i)
+		p.batch.Ops = append(p.batch.Ops, b.Ops[i])
+	}
+	for i := range b.Ops {
+		op := &b.Ops[i]
+		if op.Namespace != n.Name {
+			return nil, kv.Errorf(kv.CodeInvalid, "one batch cannot span namespaces (%q and %q)", n.Name, op.Namespace)
+		}
+		if op.Kind == kv.OpFlush {
+			for s := 0; s < n.Shards; s++ {
+				add(s, i)
+			}
+			continue
+		}
+		add(placement.ShardOf(n.Name, op.Key, n.Shards), i)
+	}
+	if b.AllAbsent && len(parts) > 1 {
+		return nil, kv.Errorf(kv.CodeInvalid, "the keys are in %d different shards; an all-or-nothing write (MSETNX) must keep to one shard", len(parts))
+	}
+	results := make([]kv.Result, len(b.Ops))
+	if len(parts) == 1 {
+		for _, p := range parts {
+			res, err := r.write(ctx, n, p.shard, p.batch)
+			if err != nil {
+				return nil, err
+			}
+			return mergeResults(results, b.Ops, p.idx, res), nil
+		}
+	}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+	)
+	for _, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := r.write(ctx, n, p.shard, p.batch)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("shard %d: %w", p.shard, err))
+				return
+			}
+			mergeResults(results, b.Ops, p.idx, res)
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		// Other shards may have applied their part: say so.
+		return nil, &kv.Error{Code: kv.CodeOf(errs[0]), Err: errors.Join(errs...),
+			Message: fmt.Sprintf("%d of %d shards failed (the others applied their part): %v", len(errs), len(parts), errs[0])}
+	}
+	return results, nil
+}
+
+// mergeResults puts a shard's results at their ops' positions; flush
+// counts add up over shards.
+func mergeResults(out []kv.Result, ops []kv.Op, idx []int, res []kv.Result) []kv.Result {
+	for j, i := range idx {
+		if j >= len(res) {
+			break
+		}
+		if ops[i].Kind == kv.OpFlush {
+			out[i].Count += res[j].Count
+			out[i].Applied = out[i].Applied || res[j].Applied
+			continue
+		}
+		out[i] = res[j]
+	}
+	return out
+}
+
+func (r *Router) write(ctx context.Context, n *Namespace, shard int, b kv.Batch) ([]kv.Result, error) {
+	group := n.Groups[shard]
+	if r.local(n, shard) {
+		return r.cfg.Engine.Write(ctx, group, b)
+	}
+	req := appendHeader(nil, opWrite, group)
+	req = kv.AppendBatch(req, &b)
+	reply, err := r.forward(ctx, n, shard, req)
+	if err != nil {
+		return nil, err
+	}
+	return kv.DecodeResults(reply)
+}
+
+// Get is a linearizable read of one key.
+func (r *Router) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool, error) {
+	ctx, cancel := r.withDeadline(ctx)
+	defer cancel()
+	n, err := r.namespace(ns)
+	if err != nil {
+		return kv.Value{}, false, err
+	}
+	shard := placement.ShardOf(ns, key, n.Shards)
+	if r.local(n, shard) {
+		if err := r.cfg.Engine.ReadBarrier(ctx, n.Groups[shard]); err != nil {
+			return kv.Value{}, false, err
+		}
+		return r.cfg.Store.Get(ctx, ns, key)
+	}
+	req := appendHeader(nil, opGet, n.Groups[shard])
+	req = appendBytes(req, []byte(ns))
+	req = appendBytes(req, key)
+	reply, err := r.forward(ctx, n, shard, req)
+	if err != nil {
+		return kv.Value{}, false, err
+	}
+	return decodeGetReply(reply)
+}
+
+// Scan pages through a namespace's keys. It is linearizable: it waits for
+// every shard's barrier, then reads the local replicas. It needs a replica
+// of every shard of the namespace on this node.
+func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, error) {
+	ctx, cancel := r.withDeadline(ctx)
+	defer cancel()
+	n, err := r.namespace(req.Namespace)
+	if err != nil {
+		return kv.ScanResult{}, err
+	}
+	for s := 0; s < n.Shards; s++ {
+		if !r.local(n, s) {
+			return kv.ScanResult{}, kv.Errorf(kv.CodeNotSupported, "scan of %q needs every shard on one node; shard %d is not on node %d (cross-node scans are not built yet)", n.Name, s, r.cfg.Self)
+		}
+	}
+	errs := make([]error, n.Shards)
+	var wg sync.WaitGroup
+	for s := 0; s < n.Shards; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[s] = r.cfg.Engine.ReadBarrier(ctx, n.Groups[s])
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != nil {
+			return kv.ScanResult{}, e
+		}
+	}
+	return r.cfg.Store.Scan(ctx, req)
+}
+
+// Keyspace counts the keys of the replicas on this node.
+func (r *Router) Keyspace() []kv.NamespaceStats { return r.cfg.Store.Keyspace() }
+
+// Count counts a namespace's keys in the replicas on this node.
+func (r *Router) Count(ns string) int64 { return r.cfg.Store.Count(ns) }
+
+// forward sends a request to the shard's replicas in order until one can
+// be reached. Only "unreachable" moves on to the next: any other outcome
+// (including a timeout) is final, so a write is never applied twice.
+func (r *Router) forward(ctx context.Context, n *Namespace, shard int, req []byte) ([]byte, error) {
+	var last error
+	for _, node := range n.Replicas[shard] {
+		if node == r.cfg.Self {
+			continue
+		}
+		reply, err := r.cfg.Transport.Call(ctx, transport.NodeID(node), transport.KindForward, req)
+		if err == nil {
+			return reply, nil
+		}
+		if !errors.Is(err, transport.ErrUnreachable) && !errors.Is(err, transport.ErrUnknownPeer) {
+			return nil, err
+		}
+		last = err
+	}
+	return nil, &kv.Error{Code: kv.CodeUnavailable, Err: last,
+		Message: fmt.Sprintf("shard %d of ns %q: no replica reachable from node %d", shard, n.Name, r.cfg.Self)}
+}
+
+// Forwarded request kinds.
+const (
+	opWrite = 1
+	opGet   = 2
+)
+
+func appendHeader(dst []byte, op byte, group uint64) []byte {
+	dst = append(dst, op)
+	return binary.AppendUvarint(dst, group)
+}
+
+func appendBytes(dst, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+func readBytes(src []byte) ([]byte, []byte, error) {
+	l, n := binary.Uvarint(src)
+	if n <= 0 || l > uint64(len(src)-n) {
+		return nil, nil, kv.Errorf(kv.CodeInvalid, "router: corrupt forwarded request")
+	}
+	return src[n : n+int(l)], src[n+int(l):], nil
+}
+
+func decodeGetReply(b []byte) (kv.Value, bool, error) {
+	if len(b) == 0 {
+		return kv.Value{}, false, kv.Errorf(kv.CodeInternal, "router: empty get reply")
+	}
+	if b[0] == 0 {
+		return kv.Value{}, false, nil
+	}
+	v, _, err := kv.DecodeValue(b[1:])
+	return v, err == nil, err
+}
+
+// Deliver implements transport.Handler; forwarding has no one-way messages.
+func (r *Router) Deliver(transport.NodeID, transport.Kind, []byte) {}
+
+// Serve answers a request forwarded by another node, with the caller's
+// deadline.
+func (r *Router) Serve(ctx context.Context, from transport.NodeID, kind transport.Kind, req []byte) ([]byte, error) {
+	if len(req) == 0 {
+		return nil, kv.Errorf(kv.CodeInvalid, "router: empty forwarded request")
+	}
+	op := req[0]
+	group, n := binary.Uvarint(req[1:])
+	if n <= 0 {
+		return nil, kv.Errorf(kv.CodeInvalid, "router: corrupt forwarded request")
+	}
+	body := req[1+n:]
+	switch op {
+	case opWrite:
+		b, err := kv.DecodeBatch(body)
+		if err != nil {
+			return nil, err
+		}
+		res, err := r.cfg.Engine.Write(ctx, group, b)
+		if err != nil {
+			return nil, err
+		}
+		return kv.AppendResults(nil, res), nil
+	case opGet:
+		ns, rest, err := readBytes(body)
+		if err != nil {
+			return nil, err
+		}
+		key, _, err := readBytes(rest)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.cfg.Engine.ReadBarrier(ctx, group); err != nil {
+			return nil, err
+		}
+		v, ok, err := r.cfg.Store.Get(ctx, string(ns), key)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return []byte{0}, nil
+		}
+		return kv.AppendValue([]byte{1}, v), nil
+	}
+	return nil, kv.Errorf(kv.CodeInvalid, "router: unknown forwarded request %d from node %d", op, from)
+}
+
+// StaticLayout lays out a namespace over nodes with placement's
+// rendezvous hashing; groups are numbered from firstGroup.
+func StaticLayout(name string, shards, replicas int, nodes []uint64, firstGroup uint64) (Namespace, error) {
+	ids := make([]placement.NodeID, len(nodes))
+	byName := make(map[placement.NodeID]uint64, len(nodes))
+	for i, id := range nodes {
+		ids[i] = placement.NodeID(fmt.Sprint(id))
+		byName[ids[i]] = id
+	}
+	a, err := placement.Assign(name, shards, replicas, ids)
+	if err != nil {
+		return Namespace{}, fmt.Errorf("router: lay out %q: %w", name, err)
+	}
+	n := Namespace{Name: name, Shards: shards}
+	for s, set := range a {
+		n.Groups = append(n.Groups, firstGroup+uint64(s))
+		rs := make([]uint64, len(set))
+		for i, id := range set {
+			rs[i] = byName[id]
+		}
+		n.Replicas = append(n.Replicas, rs)
+	}
+	return n, nil
+}

@@ -1,0 +1,197 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fulcrumdb/fulcrum/internal/config"
+)
+
+// freePorts reserves n loopback ports by binding and releasing them. The
+// peer list must be written before any node starts, so the kernel cannot
+// pick them at bind time as it does for the client listeners.
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	var lns []net.Listener
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return out
+}
+
+func clusterConfigs(t *testing.T, n int) []config.Config {
+	peers := freePorts(t, n)
+	var list []string
+	for i, a := range peers {
+		list = append(list, fmt.Sprintf("%d=%s", i+1, a))
+	}
+	var cfgs []config.Config
+	for i := range peers {
+		cfg := testConfig(t)
+		cfg.Cluster.ID = uint64(i + 1)
+		cfg.Cluster.PeerAddr = peers[i]
+		cfg.Cluster.Peers = list
+		cfg.Cluster.Shards = 4
+		cfg.Cluster.Tick = config.Duration(20 * time.Millisecond)
+		cfg.Cluster.RequestTimeout = config.Duration(time.Second)
+		cfgs = append(cfgs, cfg)
+	}
+	return cfgs
+}
+
+// retry runs f until it succeeds or the deadline passes (elections take a
+// few ticks after start and after a node stops).
+func retry(t *testing.T, within time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after %v: %v", within, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestClusterServesFromEveryNode(t *testing.T) {
+	cfgs := clusterConfigs(t, 3)
+	var nodes []*Server
+	var stops []func() error
+	for _, cfg := range cfgs {
+		s, stop := startNode(t, cfg)
+		nodes = append(nodes, s)
+		stops = append(stops, stop)
+	}
+	ctx := context.Background()
+	clients := make([]*redis.Client, 3)
+	for i, s := range nodes {
+		clients[i] = redis.NewClient(&redis.Options{Addr: s.RESPAddr(), MaxRetries: -1})
+		defer clients[i].Close()
+	}
+	retry(t, 10*time.Second, func() error { return clients[0].Set(ctx, "k", "v1", 0).Err() })
+	for i := 1; i < 3; i++ {
+		if got, err := clients[i].Get(ctx, "k").Result(); err != nil || got != "v1" {
+			t.Fatalf("node %d read %q, %v", i+1, got, err)
+		}
+	}
+	// Keys spread over every shard, written anywhere, read everywhere.
+	for i := 0; i < 40; i++ {
+		if err := clients[i%3].Set(ctx, fmt.Sprintf("key%d", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := clients[2].Exists(ctx, "key0", "key13", "key39").Result(); err != nil || n != 3 {
+		t.Fatalf("exists: %d %v", n, err)
+	}
+	if keys, err := clients[1].Keys(ctx, "key*").Result(); err != nil || len(keys) != 40 {
+		t.Fatalf("keys: %d %v", len(keys), err)
+	}
+	// A multi-shard MSETNX is refused, whole.
+	err := clients[0].MSetNX(ctx, "m1", "a", "m2", "b", "m3", "c", "m4", "d").Err()
+	if err == nil || !strings.Contains(err.Error(), "shards") {
+		t.Fatalf("cross-shard MSETNX: %v", err)
+	}
+
+	// The cluster view says who leads what.
+	resp, err := http.Get("http://" + nodes[0].HTTPAddr() + "/v1/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st ClusterStatus
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || st.Node != 1 || len(st.Shards) != 4 {
+		t.Fatalf("cluster status: %+v %v", st, err)
+	}
+	info, err := clients[0].Info(ctx, "cluster").Result()
+	if err != nil || !strings.Contains(info, "cluster_enabled:1") {
+		t.Fatalf("INFO cluster: %q %v", info, err)
+	}
+
+	// Stop node 1 (gracefully: it hands its leaderships over); the other
+	// two keep serving reads and writes.
+	if err := stops[0](); err != nil {
+		t.Fatal(err)
+	}
+	retry(t, 10*time.Second, func() error { return clients[1].Set(ctx, "k", "v2", 0).Err() })
+	if got, err := clients[2].Get(ctx, "k").Result(); err != nil || got != "v2" {
+		t.Fatalf("after stop: %q %v", got, err)
+	}
+	// Stop node 2 too: node 3 alone is a minority and must refuse.
+	if err := stops[1](); err != nil {
+		t.Fatal(err)
+	}
+	err = clients[2].Get(ctx, "k").Err()
+	if err == nil || !strings.HasPrefix(err.Error(), "UNAVAILABLE") || !strings.Contains(err.Error(), "no quorum") {
+		t.Fatalf("minority read: %v, want UNAVAILABLE ... no quorum", err)
+	}
+	err = clients[2].Set(ctx, "k", "v3", 0).Err()
+	if err == nil || !(strings.HasPrefix(err.Error(), "UNAVAILABLE") || strings.HasPrefix(err.Error(), "TIMEOUT")) {
+		t.Fatalf("minority write: %v, want UNAVAILABLE or TIMEOUT", err)
+	}
+	t.Logf("minority answers: %v", err)
+}
+
+// With more nodes than replicas some nodes hold no replica of a key's
+// shard: they forward in one hop, and clients see no difference.
+func TestClusterForwardsToReplicas(t *testing.T) {
+	cfgs := clusterConfigs(t, 4)
+	var nodes []*Server
+	for _, cfg := range cfgs {
+		s, _ := startNode(t, cfg)
+		nodes = append(nodes, s)
+	}
+	ctx := context.Background()
+	clients := make([]*redis.Client, len(nodes))
+	for i, s := range nodes {
+		clients[i] = redis.NewClient(&redis.Options{Addr: s.RESPAddr(), MaxRetries: -1})
+		defer clients[i].Close()
+	}
+	forwarded := false
+	for _, n := range nodes {
+		if len(n.cluster.node.Groups()) < 4 {
+			forwarded = true
+		}
+	}
+	if !forwarded {
+		t.Fatal("every node holds every shard; the test would not forward")
+	}
+	retry(t, 10*time.Second, func() error { return clients[0].Set(ctx, "warmup", "x", 0).Err() })
+	for i := 0; i < 40; i++ {
+		key := fmt.Sprintf("f%d", i)
+		retry(t, 5*time.Second, func() error { return clients[i%4].Set(ctx, key, i, 0).Err() })
+		for j := range clients {
+			got, err := clients[j].Get(ctx, key).Int()
+			if err != nil || got != i {
+				t.Fatalf("node %d get %s: %d %v", j+1, key, got, err)
+			}
+		}
+	}
+	// A multi-key write spanning local and remote shards.
+	if err := clients[3].MSet(ctx, "f1", "a", "f2", "b", "f3", "c", "f4", "d").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := clients[0].MGet(ctx, "f1", "f2", "f3", "f4").Result(); err != nil || fmt.Sprint(got) != "[a b c d]" {
+		t.Fatalf("mget: %v %v", got, err)
+	}
+}
