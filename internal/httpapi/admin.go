@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
@@ -14,10 +15,14 @@ type namespaceJSON struct {
 	Name    string `json:"name"`
 	Keys    int64  `json:"keys"`
 	Expires int64  `json:"expires"`
+	// Cluster only: the policy and shard layout.
+	Policy *kv.Policy     `json:"policy,omitempty"`
+	Shards []kv.ShardInfo `json:"shards,omitempty"`
 }
 
-// listNamespaces serves GET /v1/namespaces. Key counts include expired
-// keys not yet swept.
+// listNamespaces serves GET /v1/namespaces. Key counts are this node's
+// (on a cluster member: of its replicas) and include expired keys not yet
+// swept. On a cluster every namespace is listed, with its policy.
 func (h *Handler) listNamespaces(w http.ResponseWriter, r *http.Request) error {
 	if _, err := query(r); err != nil {
 		return err
@@ -26,6 +31,22 @@ func (h *Handler) listNamespaces(w http.ResponseWriter, r *http.Request) error {
 	out := struct {
 		Namespaces []namespaceJSON `json:"namespaces"`
 	}{Namespaces: make([]namespaceJSON, 0, len(stats))}
+	if h.opts.Namespaces != nil {
+		list, err := h.opts.Namespaces.Namespaces(r.Context())
+		if err != nil {
+			return err
+		}
+		counts := make(map[string]kv.NamespaceStats, len(stats))
+		for _, s := range stats {
+			counts[s.Name] = s
+		}
+		for _, n := range list {
+			p := n.Policy
+			out.Namespaces = append(out.Namespaces, namespaceJSON{Name: n.Name, Keys: counts[n.Name].Keys, Expires: counts[n.Name].Expires, Policy: &p})
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
 	for _, s := range stats {
 		out.Namespaces = append(out.Namespaces, namespaceJSON{Name: s.Name, Keys: s.Keys, Expires: s.Expires})
 	}
@@ -51,5 +72,89 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "ok\n")
+	return nil
+}
+
+// admin returns the namespace admin, or the refusal of a lone node.
+func (h *Handler) admin() (NamespaceAdmin, error) {
+	if h.opts.Namespaces == nil {
+		return nil, kv.Errorf(kv.CodeNotSupported, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy")
+	}
+	return h.opts.Namespaces, nil
+}
+
+// describeNamespace serves GET /v1/namespaces/{ns}.
+func (h *Handler) describeNamespace(w http.ResponseWriter, r *http.Request) error {
+	a, err := h.admin()
+	if err != nil {
+		return err
+	}
+	ns, err := namespace(r)
+	if err != nil {
+		return err
+	}
+	if _, err := query(r); err != nil {
+		return err
+	}
+	info, err := a.Namespace(r.Context(), ns)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+// createNamespace serves PUT /v1/namespaces/{ns} with a JSON policy body
+// ({"consistency":"strong","replicas":3,"shards":16}; omitted fields take
+// those defaults).
+func (h *Handler) createNamespace(w http.ResponseWriter, r *http.Request) error {
+	a, err := h.admin()
+	if err != nil {
+		return err
+	}
+	ns, err := namespace(r)
+	if err != nil {
+		return err
+	}
+	if _, err := query(r); err != nil {
+		return err
+	}
+	p := kv.Policy{Consistency: kv.ConsistencyStrong, Replicas: 3, Shards: 16}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		return kv.Errorf(kv.CodeInvalid, "reading the body: %v", err)
+	}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			return kv.Errorf(kv.CodeInvalid, "policy: %v (want {\"consistency\":\"strong\",\"replicas\":3,\"shards\":16})", err)
+		}
+	}
+	info, err := a.CreateNamespace(r.Context(), ns, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, info)
+	return nil
+}
+
+// dropNamespace serves DELETE /v1/namespaces/{ns}.
+func (h *Handler) dropNamespace(w http.ResponseWriter, r *http.Request) error {
+	a, err := h.admin()
+	if err != nil {
+		return err
+	}
+	ns, err := namespace(r)
+	if err != nil {
+		return err
+	}
+	if _, err := query(r); err != nil {
+		return err
+	}
+	if err := a.DropNamespace(r.Context(), ns); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

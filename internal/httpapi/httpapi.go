@@ -57,6 +57,19 @@ type Options struct {
 	Now func() time.Time
 	// Version is the server version reported in the Server header.
 	Version string
+	// Namespaces manages a cluster's namespaces (create, describe, drop).
+	// nil on a node that runs alone, where namespaces spring into being
+	// with their first key.
+	Namespaces NamespaceAdmin
+}
+
+// NamespaceAdmin is the control plane's namespace management, as the HTTP
+// API needs it.
+type NamespaceAdmin interface {
+	CreateNamespace(ctx context.Context, name string, p kv.Policy) (kv.NamespaceInfo, error)
+	DropNamespace(ctx context.Context, name string) error
+	Namespace(ctx context.Context, name string) (kv.NamespaceInfo, error)
+	Namespaces(ctx context.Context) ([]kv.NamespaceInfo, error)
 }
 
 // Handler is Fulcrum's HTTP/JSON front end. It is safe for concurrent use
@@ -135,6 +148,10 @@ func (h *Handler) routes() {
 	h.route("/v1/namespaces",
 		method{http.MethodGet, "list_namespaces", h.listNamespaces},
 		method{http.MethodHead, "list_namespaces", h.listNamespaces})
+	h.route("/v1/namespaces/{ns}",
+		method{http.MethodGet, "describe_namespace", h.describeNamespace},
+		method{http.MethodPut, "create_namespace", h.createNamespace},
+		method{http.MethodDelete, "drop_namespace", h.dropNamespace})
 	h.route("/healthz",
 		method{http.MethodGet, "healthz", h.healthz},
 		method{http.MethodHead, "healthz", h.healthz})

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -743,10 +744,13 @@ func TestNamespaces(t *testing.T) {
 	w := e.do("GET", "/v1/namespaces", nil)
 	want(t, w, http.StatusOK)
 	got := decode[struct{ Namespaces []namespaceJSON }](t, w).Namespaces
-	wantNS := []namespaceJSON{{"alpha", 2, 1}, {"zeta", 1, 0}}
-	if !slices.Equal(got, wantNS) {
+	wantNS := []namespaceJSON{{Name: "alpha", Keys: 2, Expires: 1}, {Name: "zeta", Keys: 1}}
+	if !reflect.DeepEqual(got, wantNS) {
 		t.Fatalf("namespaces %+v, want %+v", got, wantNS)
 	}
+	// A lone node has no namespace administration.
+	wantError(t, e.do("PUT", "/v1/namespaces/new", `{"shards":4}`), http.StatusNotImplemented, kv.CodeNotSupported, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy")
+	wantError(t, e.do("GET", "/v1/namespaces/alpha", nil), http.StatusNotImplemented, kv.CodeNotSupported, "")
 }
 
 func TestProbesAndMetrics(t *testing.T) {
@@ -810,7 +814,7 @@ func TestRoutingErrors(t *testing.T) {
 	if got := w.Header().Get("Allow"); got != "GET, HEAD" {
 		t.Fatalf("Allow %q", got)
 	}
-	for _, p := range []string{"/", "/v2/x", "/v1/namespaces/default", "/debug/pprof/"} {
+	for _, p := range []string{"/", "/v2/x", "/v1/namespaces/default/nope", "/debug/pprof/"} {
 		wantError(t, e.do("GET", p, nil), 404, kv.CodeNotFound, "no route for GET "+p)
 	}
 	if got := testutilCount(t, e, `fulcrum_requests_total{command="unmatched",proto="http",result="NOT_FOUND"} 4`); !got {

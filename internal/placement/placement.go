@@ -82,7 +82,48 @@ func Rebalance(ns string, cur Assignment, replicas int, nodes []NodeID) (Assignm
 			break
 		}
 	}
+	SpreadLeaders(best)
 	return best, bestMoves, nil
+}
+
+// SpreadLeaders reorders each replica set in place so the preferred
+// leaders (first nodes) are spread over the nodes as evenly as the sets
+// allow: it moves a leadership from a node with the most to a replica of
+// the same shard with at least two fewer until no such move is left.
+// Leadership follows the order; replicas do not move. Deterministic.
+func SpreadLeaders(a Assignment) {
+	count := make(map[NodeID]int)
+	for _, set := range a {
+		if len(set) > 0 {
+			count[set[0]]++
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, set := range a {
+			if len(set) < 2 {
+				continue
+			}
+			lead := set[0]
+			best := 0
+			for i := 1; i < len(set); i++ {
+				if count[set[i]] <= count[lead]-2 && (best == 0 || count[set[i]] < count[set[best]]) {
+					best = i
+				}
+			}
+			if best == 0 {
+				continue
+			}
+			// Keep the rest in score order: the new leader moves to the
+			// front, the old one right behind it.
+			n := set[best]
+			copy(set[1:best+1], set[:best])
+			set[0] = n
+			count[n]++
+			count[lead]--
+			changed = true
+		}
+	}
 }
 
 // Rebalance's search: the first attempts give the extra replicas to the

@@ -279,3 +279,49 @@ func TestPure(t *testing.T) {
 		}
 	}
 }
+
+// SpreadLeaders only reorders sets, and leaves no leadership that could
+// move to a replica of the same shard holding two fewer.
+func TestSpreadLeaders(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	for iter := 0; iter < 40; iter++ {
+		n := 1 + rng.Intn(9)
+		var nodes []NodeID
+		for i := 0; i < n; i++ {
+			nodes = append(nodes, NodeID(fmt.Sprint("n", i)))
+		}
+		shards, replicas := 1+rng.Intn(32), 1+rng.Intn(n)
+		a, err := Assign("ns", shards, replicas, nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := make([][]NodeID, len(a))
+		for i, set := range a {
+			before[i] = slices.Sorted(slices.Values(set))
+		}
+		SpreadLeaders(a)
+		count := map[NodeID]int{}
+		for i, set := range a {
+			if !slices.Equal(slices.Sorted(slices.Values(set)), before[i]) {
+				t.Fatalf("shard %d replicas changed: %v -> %v", i, before[i], set)
+			}
+			count[set[0]]++
+		}
+		for _, set := range a {
+			for _, r := range set[1:] {
+				if count[r] <= count[set[0]]-2 {
+					t.Fatalf("iter %d: %s leads %d, replica %s only %d: %v", iter, set[0], count[set[0]], r, count[r], a)
+				}
+			}
+		}
+		if replicas == n {
+			lo, hi := shards, 0
+			for _, nd := range nodes {
+				lo, hi = min(lo, count[nd]), max(hi, count[nd])
+			}
+			if hi-lo > 1 {
+				t.Fatalf("full replication, leaders %v not within ±1", count)
+			}
+		}
+	}
+}

@@ -232,6 +232,11 @@ func (l *loop) createGroup(spec GroupSpec) error {
 		if err := rn.Bootstrap(peers); err != nil {
 			return fmt.Errorf("raftstore: group %d: bootstrap: %w", spec.ID, err)
 		}
+		if spec.Campaign {
+			if err := rn.Campaign(); err != nil {
+				return fmt.Errorf("raftstore: group %d: campaign: %w", spec.ID, err)
+			}
+		}
 	}
 	g := &group{
 		spec: spec, rn: rn, st: st,

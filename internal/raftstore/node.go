@@ -101,6 +101,11 @@ type GroupSpec struct {
 	// replica created with no Peers waits to be added by a conf change
 	// and to receive a snapshot.
 	Peers []uint64
+	// Campaign makes a replica that bootstraps the group here start an
+	// election at once instead of after an election timeout: set it on the
+	// preferred leader, so a new group serves within a round trip and
+	// leaders spread as placement intended.
+	Campaign bool
 }
 
 // Node runs every Raft group replica of one node. Its methods are safe

@@ -27,6 +27,15 @@ type Store interface {
 	Count(ns string) int64
 }
 
+// NamespaceAdmin is the control plane's namespace management, as
+// FULCRUM.NAMESPACE needs it.
+type NamespaceAdmin interface {
+	CreateNamespace(ctx context.Context, name string, p kv.Policy) (kv.NamespaceInfo, error)
+	DropNamespace(ctx context.Context, name string) error
+	Namespace(ctx context.Context, name string) (kv.NamespaceInfo, error)
+	Namespaces(ctx context.Context) ([]kv.NamespaceInfo, error)
+}
+
 // InfoSection is a section of the INFO reply contributed by the server's
 // wiring (for example "Persistence" from storage statistics).
 type InfoSection struct {
@@ -103,6 +112,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is Fulcrum's version, reported by INFO and HELLO.
 	Version string
+	// Namespaces manages a cluster's namespaces (FULCRUM.NAMESPACE); nil
+	// on a node that runs alone.
+	Namespaces NamespaceAdmin
 	// ExtraInfo adds sections to INFO.
 	ExtraInfo []InfoSection
 	// ConfigValues are answered by CONFIG GET in addition to (and in

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/kv"
@@ -54,6 +55,9 @@ type Config struct {
 	Store      LocalStore
 	Transport  Caller
 	Namespaces []Namespace
+	// Refresh, if set, brings the namespace table up to date (SetNamespaces)
+	// before a request for an unknown namespace is refused.
+	Refresh func(ctx context.Context) error
 	// Timeout is the deadline of requests that come without one
 	// (default 2 s).
 	Timeout time.Duration
@@ -65,7 +69,7 @@ type Config struct {
 // requests.
 type Router struct {
 	cfg Config
-	ns  map[string]*Namespace
+	ns  atomic.Pointer[map[string]*Namespace]
 }
 
 // New builds a router.
@@ -79,23 +83,48 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Router{cfg: cfg, ns: make(map[string]*Namespace)}
-	for i := range cfg.Namespaces {
-		n := &cfg.Namespaces[i]
-		if n.Shards <= 0 || len(n.Groups) != n.Shards || len(n.Replicas) != n.Shards {
-			return nil, fmt.Errorf("router: namespace %q: %d shards but %d groups and %d replica sets", n.Name, n.Shards, len(n.Groups), len(n.Replicas))
-		}
-		r.ns[n.Name] = n
+	r := &Router{cfg: cfg}
+	if err := r.SetNamespaces(cfg.Namespaces); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
 
-func (r *Router) namespace(name string) (*Namespace, error) {
-	if n := r.ns[name]; n != nil {
+// SetNamespaces replaces the namespace table (the control plane calls it
+// with every new view). Requests in flight keep the table they started
+// with.
+func (r *Router) SetNamespaces(list []Namespace) error {
+	m := make(map[string]*Namespace, len(list))
+	for i := range list {
+		n := list[i]
+		if n.Shards <= 0 || len(n.Groups) != n.Shards || len(n.Replicas) != n.Shards {
+			return fmt.Errorf("router: namespace %q: %d shards but %d groups and %d replica sets", n.Name, n.Shards, len(n.Groups), len(n.Replicas))
+		}
+		m[n.Name] = &n
+	}
+	r.ns.Store(&m)
+	return nil
+}
+
+func (r *Router) namespace(ctx context.Context, name string) (*Namespace, error) {
+	if n := (*r.ns.Load())[name]; n != nil {
 		return n, nil
 	}
-	names := make([]string, 0, len(r.ns))
-	for k := range r.ns {
+	if r.cfg.Refresh != nil {
+		// The namespace may be newer than this node's view.
+		if err := r.cfg.Refresh(ctx); err != nil {
+			return nil, kv.Errorf(kv.CodeUnavailable, "namespace %q is not known here and the cluster metadata cannot be read: %w", name, err)
+		}
+		if n := (*r.ns.Load())[name]; n != nil {
+			return n, nil
+		}
+	}
+	table := *r.ns.Load()
+	if len(table) == 0 {
+		return nil, kv.Errorf(kv.CodeUnavailable, "the cluster metadata is not available yet (the control plane has no quorum or is starting)")
+	}
+	names := make([]string, 0, len(table))
+	for k := range table {
 		names = append(names, k)
 	}
 	sort.Strings(names)
@@ -121,7 +150,7 @@ func (r *Router) Apply(ctx context.Context, b kv.Batch) ([]kv.Result, error) {
 	if len(b.Ops) == 0 {
 		return nil, nil
 	}
-	n, err := r.namespace(b.Ops[0].Namespace)
+	n, err := r.namespace(ctx, b.Ops[0].Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +259,7 @@ func (r *Router) write(ctx context.Context, n *Namespace, shard int, b kv.Batch)
 func (r *Router) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool, error) {
 	ctx, cancel := r.withDeadline(ctx)
 	defer cancel()
-	n, err := r.namespace(ns)
+	n, err := r.namespace(ctx, ns)
 	if err != nil {
 		return kv.Value{}, false, err
 	}
@@ -257,7 +286,7 @@ func (r *Router) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool
 func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, error) {
 	ctx, cancel := r.withDeadline(ctx)
 	defer cancel()
-	n, err := r.namespace(req.Namespace)
+	n, err := r.namespace(ctx, req.Namespace)
 	if err != nil {
 		return kv.ScanResult{}, err
 	}
@@ -284,8 +313,18 @@ func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, e
 	return r.cfg.Store.Scan(ctx, req)
 }
 
-// Keyspace counts the keys of the replicas on this node.
-func (r *Router) Keyspace() []kv.NamespaceStats { return r.cfg.Store.Keyspace() }
+// Keyspace counts the keys of the replicas on this node; reserved
+// namespaces (the control plane's) are not shown.
+func (r *Router) Keyspace() []kv.NamespaceStats {
+	all := r.cfg.Store.Keyspace()
+	out := all[:0:0]
+	for _, st := range all {
+		if !strings.HasPrefix(st.Name, "_") {
+			out = append(out, st)
+		}
+	}
+	return out
+}
 
 // Count counts a namespace's keys in the replicas on this node.
 func (r *Router) Count(ns string) int64 { return r.cfg.Store.Count(ns) }

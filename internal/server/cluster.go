@@ -11,9 +11,12 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/config"
+	"github.com/fulcrumdb/fulcrum/internal/controlplane"
+	"github.com/fulcrumdb/fulcrum/internal/kv"
 	"github.com/fulcrumdb/fulcrum/internal/raftlog"
 	"github.com/fulcrumdb/fulcrum/internal/raftstore"
 	"github.com/fulcrumdb/fulcrum/internal/resp"
@@ -23,15 +26,28 @@ import (
 )
 
 // cluster is what a node adds when it is a cluster member: the peer
-// transport, the Raft log, the strong engine and the router in front.
+// transport, the Raft log, the strong engine, the control plane and the
+// router in front.
 type cluster struct {
 	id     uint64
 	peers  map[uint64]string
+	store  *storage.Store
 	tr     *transport.TCP
 	log    *raftlog.Store
 	node   *raftstore.Node
+	meta   *controlplane.Service
 	router *router.Router
-	layout router.Namespace
+	logger *slog.Logger
+
+	// groups are the data groups this node runs, by id (touched only by
+	// reconcile, on the control plane's goroutine).
+	groups map[uint64]raftstore.GroupSpec
+
+	// bg is the context of the background work (bootstrap, address
+	// registration); close cancels it.
+	bg     context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // clusterDirs are where a member keeps its state machine and its Raft log.
@@ -52,11 +68,7 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	layout, err := router.StaticLayout("default", cc.Shards, min(cc.Replicas, len(ids)), ids, 1)
-	if err != nil {
-		return nil, err
-	}
-	c := &cluster{id: cc.ID, peers: peers, layout: layout}
+	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec)}
 	tcfg := transport.DefaultTCPConfig()
 	tcfg.ID = transport.NodeID(cc.ID)
 	tcfg.ListenAddr = cc.PeerAddr
@@ -90,44 +102,139 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.tr.Handle(transport.KindRaft, c.node)
+
+	// The control plane's group spans every initial member; the smallest
+	// id campaigns first so a new cluster has its metadata leader at once.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for s := 0; s < layout.Shards; s++ {
-		if !slices.Contains(layout.Replicas[s], cc.ID) {
-			continue
-		}
-		spec := raftstore.GroupSpec{ID: layout.Groups[s], Namespace: layout.Name, Shard: s, Shards: layout.Shards, Peers: layout.Replicas[s]}
-		if err := c.node.CreateGroup(ctx, spec); err != nil {
-			c.close(context.Background())
-			return nil, fmt.Errorf("cluster: %w", err)
-		}
+	meta := raftstore.GroupSpec{ID: controlplane.MetaGroup, Namespace: controlplane.MetaNamespace, Shard: 0, Shards: 1, Peers: ids, Campaign: ids[0] == cc.ID}
+	if err := c.node.CreateGroup(ctx, meta); err != nil {
+		c.closeEngine()
+		return nil, fmt.Errorf("cluster: control plane group: %w", err)
 	}
+	c.meta = controlplane.New(controlplane.Config{Engine: c.node, Store: st, Logger: logger.With("component", "controlplane"), Now: now})
 	c.router, err = router.New(router.Config{
 		Self: cc.ID, Engine: c.node, Store: st, Transport: c.tr,
-		Namespaces: []router.Namespace{layout},
-		Timeout:    time.Duration(cc.RequestTimeout),
-		Logger:     logger.With("component", "router"),
+		Refresh: c.meta.Refresh,
+		Timeout: time.Duration(cc.RequestTimeout),
+		Logger:  logger.With("component", "router"),
 	})
 	if err != nil {
-		c.close(context.Background())
+		c.closeEngine()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.tr.Handle(transport.KindForward, c.router)
+	c.meta.Subscribe(c.reconcile)
+	c.meta.Start()
+
+	// Bootstrap needs a quorum of the meta group, so it cannot block
+	// New: the members start one after another.
+	c.bg, c.cancel = context.WithCancel(context.Background())
+	bctx := c.bg
+	self := controlplane.Member{ID: cc.ID, PeerAddr: peers[cc.ID], RESPAddr: cfg.RESP.Addr, HTTPAddr: cfg.HTTP.Addr}
+	def := kv.Policy{Consistency: kv.ConsistencyStrong, Replicas: cc.Replicas, Shards: cc.Shards}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.meta.Bootstrap(bctx, self, def, len(ids)); err != nil && bctx.Err() == nil {
+			logger.Error("cluster bootstrap failed", "err", err)
+		}
+	}()
 	return c, nil
 }
 
-// close hands leadership away (within ctx), then stops the engine, the
-// transport and the log, in that order: the engine must not send or
-// persist after they are gone.
-func (c *cluster) close(ctx context.Context) error {
-	if err := c.node.Drain(ctx); err != nil {
-		// Not fatal: the others elect a leader after a timeout instead.
-		_ = err
+// setAddrs records the bound client addresses (known after Run listens)
+// in this member's record, for cluster status and clients.
+func (c *cluster) setAddrs(respAddr, httpAddr string) {
+	self := controlplane.Member{ID: c.id, PeerAddr: c.peers[c.id], RESPAddr: respAddr, HTTPAddr: httpAddr}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for i := 0; i < 50; i++ {
+			ctx, cancel := context.WithTimeout(c.bg, 2*time.Second)
+			err := c.meta.RegisterMember(ctx, self)
+			cancel()
+			if err == nil || errors.Is(err, raftstore.ErrClosed) {
+				return
+			}
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-c.bg.Done():
+				return
+			}
+		}
+	}()
+}
+
+// reconcile makes the local replicas match a new view: it starts the
+// groups the view places here and drops the ones it no longer does, then
+// hands the namespaces to the router.
+func (c *cluster) reconcile(v *controlplane.View) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want := make(map[uint64]raftstore.GroupSpec)
+	var table []router.Namespace
+	for _, ns := range v.Namespaces {
+		rn := router.Namespace{Name: ns.Name, Shards: ns.Policy.Shards}
+		for _, sh := range ns.Shards {
+			rn.Groups = append(rn.Groups, sh.Group)
+			rn.Replicas = append(rn.Replicas, sh.Replicas)
+			if slices.Contains(sh.Replicas, c.id) {
+				want[sh.Group] = raftstore.GroupSpec{ID: sh.Group, Namespace: ns.Name, Shard: sh.Shard, Shards: ns.Policy.Shards,
+					Peers: sh.Replicas, Campaign: sh.Replicas[0] == c.id}
+			}
+		}
+		table = append(table, rn)
 	}
+	for id, spec := range want {
+		if _, ok := c.groups[id]; ok {
+			continue
+		}
+		if err := c.node.CreateGroup(ctx, spec); err != nil {
+			c.logger.Error("cannot start shard replica", "group", id, "namespace", spec.Namespace, "shard", spec.Shard, "err", err)
+			continue
+		}
+		c.groups[id] = spec
+	}
+	for id, spec := range c.groups {
+		if _, ok := want[id]; ok {
+			continue
+		}
+		// The namespace was dropped (or the shard moved away): stop the
+		// replica and delete its rows here.
+		if err := c.node.RemoveGroup(ctx, id); err != nil {
+			c.logger.Error("cannot stop shard replica", "group", id, "err", err)
+			continue
+		}
+		flush := kv.Batch{Ops: []kv.Op{{Kind: kv.OpFlush, Namespace: spec.Namespace}}, Shard: spec.Shard, Shards: spec.Shards}
+		if _, err := c.store.Apply(ctx, flush); err != nil {
+			c.logger.Error("cannot delete a dropped shard's rows", "group", id, "err", err)
+		}
+		delete(c.groups, id)
+	}
+	if err := c.router.SetNamespaces(table); err != nil {
+		c.logger.Error("bad namespace table", "err", err)
+	}
+}
+
+// closeEngine stops the engine, the transport and the log, in that
+// order: the engine must not send or persist after they are gone.
+func (c *cluster) closeEngine() error {
 	nodeErr := c.node.Close()
 	trErr := c.tr.Close()
 	logErr := c.log.Close()
 	return errors.Join(nodeErr, trErr, logErr)
+}
+
+// close hands leadership away (within ctx), then stops everything.
+func (c *cluster) close(ctx context.Context) error {
+	c.cancel()
+	c.wg.Wait()
+	// A failed drain is not fatal: the others elect a leader after a
+	// timeout instead.
+	_ = c.node.Drain(ctx)
+	c.meta.Close()
+	return c.closeEngine()
 }
 
 // ClusterStatus is the JSON of GET /v1/cluster: this node's view.
@@ -206,4 +313,43 @@ func (c *cluster) info() []resp.InfoField {
 		{Name: "fulcrum_raft_snapshots_applied", Value: strconv.FormatUint(e.SnapshotsApplied, 10)},
 		{Name: "fulcrum_raft_log_syncs", Value: strconv.FormatUint(e.PersistSyncs, 10)},
 	}
+}
+
+// namespaceAdmin is the control plane's namespace management for the
+// front ends, with the leaders this node knows filled in.
+type namespaceAdmin struct{ c *cluster }
+
+func (a namespaceAdmin) CreateNamespace(ctx context.Context, name string, p kv.Policy) (kv.NamespaceInfo, error) {
+	return a.c.meta.CreateNamespace(ctx, name, p)
+}
+
+func (a namespaceAdmin) DropNamespace(ctx context.Context, name string) error {
+	return a.c.meta.DropNamespace(ctx, name)
+}
+
+func (a namespaceAdmin) Namespace(ctx context.Context, name string) (kv.NamespaceInfo, error) {
+	n, err := a.c.meta.Namespace(ctx, name)
+	if err != nil {
+		return n, err
+	}
+	return a.withLeaders(n), nil
+}
+
+func (a namespaceAdmin) Namespaces(ctx context.Context) ([]kv.NamespaceInfo, error) {
+	list, err := a.c.meta.Namespaces(ctx)
+	for i := range list {
+		list[i] = a.withLeaders(list[i])
+	}
+	return list, err
+}
+
+func (a namespaceAdmin) withLeaders(n kv.NamespaceInfo) kv.NamespaceInfo {
+	shards := slices.Clone(n.Shards)
+	for i, s := range shards {
+		if st, ok := a.c.node.Status(s.Group); ok {
+			shards[i].Leader = st.Leader
+		}
+	}
+	n.Shards = shards
+	return n
 }

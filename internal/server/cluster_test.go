@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fulcrumdb/fulcrum/internal/config"
+	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
 // freePorts reserves n loopback ports by binding and releasing them. The
@@ -120,13 +121,59 @@ func TestClusterServesFromEveryNode(t *testing.T) {
 	var st ClusterStatus
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
-	if err != nil || st.Node != 1 || len(st.Shards) != 4 {
+	if err != nil || st.Node != 1 || len(st.Shards) != 5 { // 4 of default, 1 of the control plane
 		t.Fatalf("cluster status: %+v %v", st, err)
 	}
 	info, err := clients[0].Info(ctx, "cluster").Result()
 	if err != nil || !strings.Contains(info, "cluster_enabled:1") {
 		t.Fatalf("INFO cluster: %q %v", info, err)
 	}
+
+	// Namespaces: created on one node, used through another at once,
+	// described over HTTP, dropped.
+	created, err := clients[1].Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "orders", "REPLICAS", "3", "SHARDS", "2").Result()
+	if err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	t.Logf("created: %v", created)
+	orders := redis.NewClient(&redis.Options{Addr: nodes[2].RESPAddr(), MaxRetries: -1})
+	defer orders.Close()
+	if err := orders.Do(ctx, "NAMESPACE", "orders").Err(); err != nil {
+		t.Fatal(err)
+	}
+	retry(t, 5*time.Second, func() error { return orders.Set(ctx, "o1", "paid", 0).Err() })
+	if got, err := orders.Get(ctx, "o1").Result(); err != nil || got != "paid" {
+		t.Fatalf("orders get: %q %v", got, err)
+	}
+	if err := clients[0].Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "orders").Err(); err == nil || !strings.HasPrefix(err.Error(), "CONFLICT") {
+		t.Fatalf("duplicate create: %v", err)
+	}
+	if err := clients[0].Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "x", "CONSISTENCY", "eventual").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOT_SUPPORTED") {
+		t.Fatalf("eventual: %v", err)
+	}
+	resp, err = http.Get("http://" + nodes[0].HTTPAddr() + "/v1/namespaces/orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var desc kv.NamespaceInfo
+	err = json.NewDecoder(resp.Body).Decode(&desc)
+	resp.Body.Close()
+	if err != nil || desc.Policy.Shards != 2 || len(desc.Shards) != 2 || len(desc.Shards[0].Replicas) != 3 {
+		t.Fatalf("describe: %+v %v", desc, err)
+	}
+	if names, err := clients[0].Do(ctx, "FULCRUM.NAMESPACE", "LIST").StringSlice(); err != nil || fmt.Sprint(names) != "[default orders]" {
+		t.Fatalf("list: %v %v", names, err)
+	}
+	if err := clients[0].Do(ctx, "FULCRUM.NAMESPACE", "DROP", "orders").Err(); err != nil {
+		t.Fatal(err)
+	}
+	retry(t, 5*time.Second, func() error {
+		err := orders.Get(ctx, "o1").Err()
+		if err != nil && strings.HasPrefix(err.Error(), "NOT_FOUND") {
+			return nil
+		}
+		return fmt.Errorf("after drop: %v", err)
+	})
 
 	// Stop node 1 (gracefully: it hands its leaderships over); the other
 	// two keep serving reads and writes.

@@ -110,12 +110,17 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		httpapi.Store
 	} = st
 	info := []resp.InfoSection{{Name: "Persistence", Fields: s.persistenceInfo}}
+	var admin interface {
+		resp.NamespaceAdmin
+		httpapi.NamespaceAdmin
+	}
 	if cfg.Cluster.ID != 0 {
 		if s.cluster, err = openCluster(cfg, st, logger, s.now); err != nil {
 			st.Close()
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		front = s.cluster.router
+		admin = namespaceAdmin{s.cluster}
 		s.metrics.Registry.MustRegister(s.cluster.node.Collector(), s.cluster.tr.Collector())
 		info = append(info, resp.InfoSection{Name: "Cluster", Fields: s.cluster.info})
 	}
@@ -141,6 +146,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		Logger:         logger.With("component", "resp"),
 		Version:        s.version,
 		ExtraInfo:      info,
+		Namespaces:     admin,
 		ConfigValues:   s.redisConfig(),
 	})
 	if err != nil {
@@ -157,6 +163,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		Ready:       s.readyErr,
 		Now:         s.now,
 		Version:     s.version,
+		Namespaces:  admin,
 	})
 	if err != nil {
 		closeAll()
@@ -211,6 +218,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addrs.Lock()
 	s.addrs.resp, s.addrs.http = respLn.Addr().String(), httpLn.Addr().String()
 	s.addrs.Unlock()
+	if s.cluster != nil {
+		s.cluster.setAddrs(respLn.Addr().String(), httpLn.Addr().String())
+	}
 
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup

@@ -1,0 +1,74 @@
+package kv
+
+import "fmt"
+
+// Consistency levels a namespace can choose.
+const (
+	ConsistencyStrong   = "strong"   // linearizable: Raft per shard, CP
+	ConsistencyEventual = "eventual" // leaderless, repaired, AP
+	ConsistencyWeak     = "weak"     // leaderless, best effort, AP
+)
+
+// Policy is what a namespace's owner chose: how its data is replicated and
+// what its reads and writes promise.
+type Policy struct {
+	Consistency string `json:"consistency"`
+	// Replicas is the replication factor of every shard.
+	Replicas int `json:"replicas"`
+	// Shards is the fixed number of shards keys are hashed into.
+	Shards int `json:"shards"`
+}
+
+// Policy bounds.
+const (
+	MaxShards   = 1024
+	MaxReplicas = 7
+)
+
+// Validate checks the policy on its own; nodes is the cluster size (0 to
+// skip the check against it).
+func (p Policy) Validate(nodes int) error {
+	switch p.Consistency {
+	case ConsistencyStrong:
+	case ConsistencyEventual, ConsistencyWeak:
+		return Errorf(CodeNotSupported, "consistency %q needs the leaderless engine, which is not built yet; use %q", p.Consistency, ConsistencyStrong)
+	default:
+		return Errorf(CodeInvalid, "consistency %q: want %s, %s or %s", p.Consistency, ConsistencyStrong, ConsistencyEventual, ConsistencyWeak)
+	}
+	if p.Shards < 1 || p.Shards > MaxShards {
+		return Errorf(CodeInvalid, "shards %d: want 1 to %d", p.Shards, MaxShards)
+	}
+	if p.Replicas < 1 || p.Replicas > MaxReplicas {
+		return Errorf(CodeInvalid, "replicas %d: want 1 to %d", p.Replicas, MaxReplicas)
+	}
+	if nodes > 0 && p.Replicas > nodes {
+		return Errorf(CodeInvalid, "replicas %d: the cluster has only %d node(s)", p.Replicas, nodes)
+	}
+	return nil
+}
+
+func (p Policy) String() string {
+	return fmt.Sprintf("consistency=%s replicas=%d shards=%d", p.Consistency, p.Replicas, p.Shards)
+}
+
+// NamespaceInfo describes a namespace of a cluster: its policy and where
+// each shard lives.
+type NamespaceInfo struct {
+	Name   string      `json:"name"`
+	Policy Policy      `json:"policy"`
+	Shards []ShardInfo `json:"shards"`
+	// Created is the creation time in Unix milliseconds.
+	Created int64 `json:"created"`
+}
+
+// ShardInfo is one shard's place in the cluster.
+type ShardInfo struct {
+	Shard int `json:"shard"`
+	// Group is the shard's replication group (its Raft group id).
+	Group uint64 `json:"group"`
+	// Replicas are the nodes holding the shard, preferred leader first.
+	Replicas []uint64 `json:"replicas"`
+	// Leader is the current leader as last seen by the answering node (0:
+	// unknown).
+	Leader uint64 `json:"leader,omitempty"`
+}

@@ -1,0 +1,119 @@
+package resp
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fulcrumdb/fulcrum/internal/kv"
+)
+
+const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong] [REPLICAS n] [SHARDS n] | LIST | DESCRIBE name | DROP name"
+
+// cmdFulcrumNamespace manages cluster namespaces:
+//
+//	FULCRUM.NAMESPACE CREATE name [CONSISTENCY c] [REPLICAS n] [SHARDS n]
+//	FULCRUM.NAMESPACE LIST
+//	FULCRUM.NAMESPACE DESCRIBE name
+//	FULCRUM.NAMESPACE DROP name
+func cmdFulcrumNamespace(c *conn, args [][]byte) {
+	admin := c.s.opts.Namespaces
+	if admin == nil {
+		c.writeErr(kv.Errorf(kv.CodeNotSupported, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy"))
+		return
+	}
+	// Administrative calls wait for the control plane's quorum, bounded.
+	ctx, cancel := context.WithTimeout(c.s.ctx, 10*time.Second)
+	defer cancel()
+	sub := strings.ToUpper(string(args[1]))
+	switch {
+	case sub == "LIST" && len(args) == 2:
+		list, err := admin.Namespaces(ctx)
+		if err != nil {
+			c.writeErr(err)
+			return
+		}
+		c.writeArray(len(list))
+		for _, n := range list {
+			c.writeBulkString(n.Name)
+		}
+	case sub == "DESCRIBE" && len(args) == 3:
+		info, err := admin.Namespace(ctx, string(args[2]))
+		if err != nil {
+			c.writeErr(err)
+			return
+		}
+		c.writeNamespace(info)
+	case sub == "DROP" && len(args) == 3:
+		if err := admin.DropNamespace(ctx, string(args[2])); err != nil {
+			c.writeErr(err)
+			return
+		}
+		c.writeOK()
+	case sub == "CREATE" && len(args) >= 3:
+		p := kv.Policy{Consistency: kv.ConsistencyStrong, Replicas: 3, Shards: 16}
+		opts := args[3:]
+		if len(opts)%2 != 0 {
+			c.writeErr(kv.Errorf(kv.CodeInvalid, "options come in pairs: %s", namespaceUsage))
+			return
+		}
+		for i := 0; i < len(opts); i += 2 {
+			name, val := strings.ToUpper(string(opts[i])), string(opts[i+1])
+			switch name {
+			case "CONSISTENCY":
+				p.Consistency = strings.ToLower(val)
+			case "REPLICAS", "SHARDS":
+				n, err := strconv.Atoi(val)
+				if err != nil {
+					c.writeErr(kv.Errorf(kv.CodeInvalid, "%s %q is not a number", name, val))
+					return
+				}
+				if name == "REPLICAS" {
+					p.Replicas = n
+				} else {
+					p.Shards = n
+				}
+			default:
+				c.writeErr(kv.Errorf(kv.CodeInvalid, "unknown option %q: %s", opts[i], namespaceUsage))
+				return
+			}
+		}
+		info, err := admin.CreateNamespace(ctx, string(args[2]), p)
+		if err != nil {
+			c.writeErr(err)
+			return
+		}
+		c.writeNamespace(info)
+	default:
+		c.writeErr(kv.Errorf(kv.CodeInvalid, "unknown subcommand or wrong number of arguments: %s", namespaceUsage))
+	}
+}
+
+// writeNamespace answers with a namespace's policy and layout: a map
+// (RESP3) or flat field/value array (RESP2), readable in redis-cli.
+func (c *conn) writeNamespace(n kv.NamespaceInfo) {
+	c.writeMap(5)
+	c.writeBulkString("name")
+	c.writeBulkString(n.Name)
+	c.writeBulkString("consistency")
+	c.writeBulkString(n.Policy.Consistency)
+	c.writeBulkString("replicas")
+	c.writeInt(int64(n.Policy.Replicas))
+	c.writeBulkString("shards")
+	c.writeInt(int64(n.Policy.Shards))
+	c.writeBulkString("layout")
+	c.writeArray(len(n.Shards))
+	for _, s := range n.Shards {
+		ids := make([]string, len(s.Replicas))
+		for i, r := range s.Replicas {
+			ids[i] = strconv.FormatUint(r, 10)
+		}
+		line := fmt.Sprintf("shard %d group %d replicas %s", s.Shard, s.Group, strings.Join(ids, ","))
+		if s.Leader != 0 {
+			line += fmt.Sprintf(" leader %d", s.Leader)
+		}
+		c.writeBulkString(line)
+	}
+}
