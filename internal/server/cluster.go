@@ -133,14 +133,66 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	bctx := c.bg
 	self := controlplane.Member{ID: cc.ID, PeerAddr: peers[cc.ID], RESPAddr: cfg.RESP.Addr, HTTPAddr: cfg.HTTP.Addr}
 	def := kv.Policy{Consistency: kv.ConsistencyStrong, Replicas: cc.Replicas, Shards: cc.Shards}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		if err := c.meta.Bootstrap(bctx, self, def, len(ids)); err != nil && bctx.Err() == nil {
 			logger.Error("cluster bootstrap failed", "err", err)
 		}
 	}()
+	go func() {
+		defer c.wg.Done()
+		c.balanceLeaders(bctx, ids[0])
+	}()
 	return c, nil
+}
+
+// leaderBalanceInterval is how often a node looks for leaderships to hand
+// back to their preferred replicas.
+const leaderBalanceInterval = 2 * time.Second
+
+// balanceLeaders gives back, every leaderBalanceInterval, each leadership
+// this node holds of a group whose preferred leader (the first replica in
+// the layout; for the control plane the smallest member id) is another
+// node that is fully caught up. After a failure and recovery the leaders
+// return to where placement spread them, instead of piling up on the
+// survivors.
+func (c *cluster) balanceLeaders(ctx context.Context, metaPreferred uint64) {
+	t := time.NewTicker(leaderBalanceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		preferred := map[uint64]uint64{controlplane.MetaGroup: metaPreferred}
+		for _, ns := range c.meta.View().Namespaces {
+			for _, sh := range ns.Shards {
+				preferred[sh.Group] = sh.Replicas[0]
+			}
+		}
+		var wg sync.WaitGroup
+		for _, st := range c.node.Groups() {
+			pref := preferred[st.ID]
+			if st.Leader != c.id || pref == 0 || pref == c.id {
+				continue
+			}
+			if m, ok := st.Match[pref]; !ok || m < st.Commit {
+				continue // not caught up (or down): leading stays here
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				if err := c.node.TransferLeadership(tctx, st.ID, pref); err == nil {
+					c.logger.Info("leadership handed back to the preferred replica", "group", st.ID, "namespace", st.Namespace, "shard", st.Shard, "to", pref)
+				}
+			}()
+		}
+		wg.Wait()
+	}
 }
 
 // setAddrs records the bound client addresses (known after Run listens)

@@ -242,3 +242,54 @@ func TestClusterForwardsToReplicas(t *testing.T) {
 		t.Fatalf("mget: %v %v", got, err)
 	}
 }
+
+// A node that stops and comes back gets its preferred leaderships back,
+// and serves its data from disk.
+func TestClusterRestartRebalancesLeaders(t *testing.T) {
+	cfgs := clusterConfigs(t, 3)
+	var stops []func() error
+	var nodes []*Server
+	for _, cfg := range cfgs {
+		s, stop := startNode(t, cfg)
+		nodes = append(nodes, s)
+		stops = append(stops, stop)
+	}
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: nodes[1].RESPAddr(), MaxRetries: -1})
+	defer c.Close()
+	retry(t, 10*time.Second, func() error { return c.Set(ctx, "k", "before", 0).Err() })
+	leads := func(s *Server) int {
+		n := 0
+		for _, g := range s.cluster.node.Groups() {
+			if g.Leader == s.cluster.id {
+				n++
+			}
+		}
+		return n
+	}
+	retry(t, 10*time.Second, func() error {
+		if n := leads(nodes[0]); n == 0 {
+			return fmt.Errorf("node 1 leads nothing yet")
+		}
+		return nil
+	})
+	if err := stops[0](); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "k", "while-down", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Same configuration, same data directory.
+	again, _ := startNode(t, cfgs[0])
+	retry(t, 15*time.Second, func() error {
+		if n := leads(again); n < 2 {
+			return fmt.Errorf("restarted node leads %d groups", n)
+		}
+		return nil
+	})
+	c1 := redis.NewClient(&redis.Options{Addr: again.RESPAddr(), MaxRetries: -1})
+	defer c1.Close()
+	if got, err := c1.Get(ctx, "k").Result(); err != nil || got != "while-down" {
+		t.Fatalf("restarted node read %q %v", got, err)
+	}
+}
