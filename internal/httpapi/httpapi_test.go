@@ -926,3 +926,12 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 func slogTo(buf *bytes.Buffer, mu *sync.Mutex) *slog.Logger {
 	return slog.New(slog.NewTextHandler(lockedWriter{mu: mu, buf: buf}, nil))
 }
+
+func TestTimeoutHeader(t *testing.T) {
+	e := newEnv(t)
+	want(t, e.do("PUT", k1, "v", TimeoutHeader, "250ms"), http.StatusCreated)
+	want(t, e.do("GET", k1, nil, TimeoutHeader, "2s"), http.StatusOK)
+	for _, bad := range []string{"soon", "0s", "-1s", "1h"} {
+		wantError(t, e.do("GET", k1, nil, TimeoutHeader, bad), 400, kv.CodeInvalid, TimeoutHeader+`: "`+bad+`" is not a duration from 1ms to 5m`)
+	}
+}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -129,6 +130,19 @@ func (b *countingBody) Read(p []byte) (int, error) {
 
 // instrument turns fn into an http.Handler that writes fn's error and
 // records the request's count, result, latency and bytes under route.
+// TimeoutHeader overrides a request's deadline ("500ms", "3s"); without
+// it the server's default applies (cluster.request_timeout on a cluster).
+const TimeoutHeader = "Fulcrum-Timeout"
+
+func withTimeoutHeader(r *http.Request, v string) (*http.Request, context.CancelFunc, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Millisecond || d > 5*time.Minute {
+		return r, nil, kv.Errorf(kv.CodeInvalid, "%s: %q is not a duration from 1ms to 5m", TimeoutHeader, v)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	return r.WithContext(ctx), cancel, nil
+}
+
 func (h *Handler) instrument(route string, fn handlerFunc) http.Handler {
 	m := h.opts.Metrics
 	latency := m.Latency.WithLabelValues("http", route)
@@ -147,7 +161,17 @@ func (h *Handler) instrument(route string, fn handlerFunc) http.Handler {
 			r.Body = body
 		}
 		result := "ok"
-		if err := fn(rec, r); err != nil {
+		err := error(nil)
+		if v := r.Header.Get(TimeoutHeader); v != "" {
+			var cancel context.CancelFunc
+			if r, cancel, err = withTimeoutHeader(r, v); err == nil {
+				defer cancel()
+			}
+		}
+		if err == nil {
+			err = fn(rec, r)
+		}
+		if err != nil {
 			result = string(h.writeError(rec, r, route, err))
 		} else if rec.status >= 400 {
 			result = strconv.Itoa(rec.status) // a pass-through handler failed
