@@ -42,6 +42,9 @@ type Main struct {
 
 	// HTTPClient carries the client subcommands' requests.
 	HTTPClient *http.Client
+	// Executable returns the path of this binary (os.Executable), which
+	// "fulcrum dev" runs as its nodes.
+	Executable func() (string, error)
 }
 
 // NewMain returns a Main wired to the real process.
@@ -55,6 +58,7 @@ func NewMain() *Main {
 		Hostname:   os.Hostname,
 		Serve:      serve,
 		HTTPClient: &http.Client{},
+		Executable: os.Executable,
 	}
 }
 
@@ -78,6 +82,8 @@ Usage:
 
 Commands:
   server          run a node
+  dev             run a local cluster of nodes (the quickest start)
+  cluster status  show a node's view of its cluster
   config check    check configuration files
   config default  print the commented default configuration
   get             print the value of a key
@@ -135,6 +141,14 @@ func (m *Main) command(name string) command {
 			Notify: m.Notify, StopNotify: m.StopNotify, Exit: m.Exit,
 			Hostname: m.Hostname, Serve: m.Serve,
 		}
+	case "dev":
+		return &DevMain{
+			Stdout: m.Stdout, Stderr: m.Stderr,
+			Notify: m.Notify, StopNotify: m.StopNotify,
+			Executable: m.Executable, HTTPClient: m.HTTPClient,
+		}
+	case "cluster":
+		return &ClusterMain{Stdout: m.Stdout, Stderr: m.Stderr, HTTPClient: m.HTTPClient}
 	case "config":
 		return &ConfigMain{Stdout: m.Stdout, Stderr: m.Stderr}
 	case "get":

@@ -166,24 +166,10 @@ func startNode(t *testing.T, dataDir string, extra ...string) *node {
 	bin := binary(t)
 	for attempt := 1; ; attempt++ {
 		addrs := freeAddrs(t, 2)
-		n := &node{t: t, dataDir: dataDir, respAddr: addrs[0], httpAddr: addrs[1], output: &syncBuf{}, exited: make(chan struct{})}
 		args := append([]string{"server",
-			"--data-dir", dataDir, "--resp-addr", n.respAddr, "--http-addr", n.httpAddr,
+			"--data-dir", dataDir, "--resp-addr", addrs[0], "--http-addr", addrs[1],
 			"--node-id", "process-test", "--log-level", "info"}, extra...)
-		n.cmd = exec.Command(bin, args...)
-		n.cmd.Stdout, n.cmd.Stderr = n.output, n.output
-		// Wait must not hang on the output pipes once the child is gone.
-		n.cmd.WaitDelay = 5 * time.Second
-		if err := n.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			// Owned by n: ends when the child exits, which cleanup ensures.
-			n.cmd.Wait()
-			n.state = n.cmd.ProcessState
-			close(n.exited)
-		}()
-		t.Cleanup(n.cleanup)
+		n := launchNode(t, bin, dataDir, addrs[0], addrs[1], args)
 		err := n.waitReady()
 		if err == nil {
 			return n
@@ -194,6 +180,29 @@ func startNode(t *testing.T, dataDir string, extra ...string) *node {
 		}
 		t.Fatalf("node did not become ready: %v\noutput:\n%s", err, n.output)
 	}
+}
+
+// launchNode starts bin with args, which must make it listen on respAddr
+// and httpAddr, and returns at once. The child is killed, if still running,
+// when the test ends; its output is logged if the test failed.
+func launchNode(t *testing.T, bin, dataDir, respAddr, httpAddr string, args []string) *node {
+	t.Helper()
+	n := &node{t: t, dataDir: dataDir, respAddr: respAddr, httpAddr: httpAddr, output: &syncBuf{}, exited: make(chan struct{})}
+	n.cmd = exec.Command(bin, args...)
+	n.cmd.Stdout, n.cmd.Stderr = n.output, n.output
+	// Wait must not hang on the output pipes once the child is gone.
+	n.cmd.WaitDelay = 5 * time.Second
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		// Owned by n: ends when the child exits, which cleanup ensures.
+		n.cmd.Wait()
+		n.state = n.cmd.ProcessState
+		close(n.exited)
+	}()
+	t.Cleanup(n.cleanup)
+	return n
 }
 
 // waitReady polls /readyz until it answers 200, the child exits or

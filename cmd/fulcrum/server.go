@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/fulcrumdb/fulcrum/internal/config"
@@ -23,6 +24,17 @@ The configuration is the built-in default, overlaid by --config FILE, overlaid
 by the flags below that are given. It is validated before anything starts;
 every problem is printed and the exit status is 2. Without node_id the host
 name is used. Print a commented default file with "fulcrum config default".
+
+A node joins a replicated cluster when it has a cluster id (--cluster-id or
+[cluster] id). Every member lists the same peers, itself included, with the
+address the others reach it on; for three machines:
+
+  fulcrum server --cluster-id 1 --peer-addr 0.0.0.0:7381 \
+      --resp-addr 0.0.0.0:7379 --http-addr 0.0.0.0:7380 \
+      --peers "1=db1:7381,2=db2:7381,3=db3:7381" --data-dir /var/lib/fulcrum
+
+and the same on db2 and db3 with --cluster-id 2 and 3. --cluster-name,
+--shards and --replicas must agree on every member too.
 `
 
 // ServerMain is "fulcrum server".
@@ -53,6 +65,12 @@ func (m *ServerMain) ParseFlags(ctx context.Context, args []string) error {
 	syncMode := fs.String("sync", "", "durability `mode`: always, interval or none (overrides data.sync)")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (overrides log.level)")
 	nodeID := fs.String("node-id", "", "node `id` (overrides node_id)")
+	clusterID := fs.Uint64("cluster-id", 0, "this node's `number` in the cluster, from 1; 0 runs alone (overrides cluster.id)")
+	peerAddr := fs.String("peer-addr", "", "`host:port` to listen on for other nodes (overrides cluster.peer_addr)")
+	peers := fs.String("peers", "", "every initial member, this node included: `ID=host:port,...` (overrides cluster.peers)")
+	clusterName := fs.String("cluster-name", "", "cluster `name`; members of other clusters are refused (overrides cluster.name)")
+	shards := fs.Int("shards", 0, "`number` of shards of the default namespace (overrides cluster.shards)")
+	replicas := fs.Int("replicas", 0, "replicas of each shard, capped to the number of nodes (overrides cluster.replicas)")
 	pos, err := cl.parse(args)
 	if err != nil {
 		return err
@@ -72,7 +90,12 @@ func (m *ServerMain) ParseFlags(ctx context.Context, args []string) error {
 			return exitCode(2)
 		}
 	}
+	var clusterFlags []string
 	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "peer-addr", "peers", "cluster-name", "shards", "replicas":
+			clusterFlags = append(clusterFlags, "--"+f.Name)
+		}
 		switch f.Name {
 		case "data-dir":
 			cfg.Data.Dir = *dataDir
@@ -86,17 +109,49 @@ func (m *ServerMain) ParseFlags(ctx context.Context, args []string) error {
 			cfg.Log.Level = *logLevel
 		case "node-id":
 			cfg.NodeID = *nodeID
+		case "cluster-id":
+			cfg.Cluster.ID = *clusterID
+		case "peer-addr":
+			cfg.Cluster.PeerAddr = *peerAddr
+		case "peers":
+			cfg.Cluster.Peers = splitPeers(*peers)
+		case "cluster-name":
+			cfg.Cluster.Name = *clusterName
+		case "shards":
+			cfg.Cluster.Shards = *shards
+		case "replicas":
+			cfg.Cluster.Replicas = *replicas
 		}
 	})
 	if cfg.NodeID == "" {
 		cfg.NodeID = m.hostNodeID()
 	}
-	if err := cfg.Validate(); err != nil {
-		m.printProblems("invalid configuration", err)
+	problems := config.Problems(cfg.Validate())
+	if len(clusterFlags) > 0 && cfg.Cluster.ID == 0 {
+		// Validate ignores [cluster] on a node that runs alone; a flag
+		// given for it is a mistake the operator wants to hear about.
+		problems = append(problems, fmt.Errorf("%s given, but cluster.id is 0 (the node would run alone): set --cluster-id or [cluster] id",
+			strings.Join(clusterFlags, ", ")))
+	}
+	if len(problems) > 0 {
+		m.printProblems("invalid configuration", errors.Join(problems...))
 		return exitCode(2)
 	}
 	m.ConfigPath, m.Config = *path, cfg
 	return nil
+}
+
+// splitPeers splits --peers "1=a:7381, 2=b:7381" into its items; blanks
+// around items and empty items (a trailing comma) are dropped, and the
+// items are checked by Validate.
+func splitPeers(s string) []string {
+	out := []string{}
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (m *ServerMain) printProblems(what string, err error) {
@@ -148,9 +203,12 @@ func (m *ServerMain) Run(ctx context.Context) error {
 	defer close(done)
 
 	err := m.Serve(ctx, cfg, logger, func(respAddr, httpAddr string) {
-		logger.Info("fulcrum started",
-			"version", version, "resp", respAddr, "http", httpAddr,
-			"data_dir", cfg.Data.Dir, "sync", cfg.Data.Sync, "config", m.ConfigPath)
+		attrs := []any{"version", version, "resp", respAddr, "http", httpAddr,
+			"data_dir", cfg.Data.Dir, "sync", cfg.Data.Sync, "config", m.ConfigPath}
+		if cc := cfg.Cluster; cc.ID != 0 {
+			attrs = append(attrs, "cluster", cc.Name, "cluster_id", cc.ID, "peer_addr", cc.PeerAddr, "peers", len(cc.Peers))
+		}
+		logger.Info("fulcrum started", attrs...)
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,248 @@
+//go:build unix
+
+package main_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// devReadyLimit bounds how long "fulcrum dev" may take to report a ready
+// cluster, and devStopLimit how long it may take to stop.
+const (
+	devReadyLimit = 30 * time.Second
+	devStopLimit  = 30 * time.Second
+)
+
+// freePortRange returns a base port whose next n ports were all free a
+// moment ago, below the usual ephemeral range so that outgoing connections
+// do not take them meanwhile.
+func freePortRange(t *testing.T, n int, after int) int {
+	t.Helper()
+	for base := after; base+n < 32768; base += n {
+		var lns []net.Listener
+		free := true
+		for p := base; p < base+n; p++ {
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if err != nil {
+				free = false
+				break
+			}
+			lns = append(lns, ln)
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatalf("no %d free ports in a row below 32768", n)
+	return 0
+}
+
+// devProcess is a running "fulcrum dev".
+type devProcess struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuf
+	exited         chan struct{}
+	state          *os.ProcessState // set before exited is closed
+}
+
+func (d *devProcess) hasExited() bool {
+	select {
+	case <-d.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitStdout polls dev's stdout until it contains s; it fails if dev exits
+// first or limit passes.
+func (d *devProcess) waitStdout(t *testing.T, s string, limit time.Duration) {
+	t.Helper()
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(d.stdout.String(), s) {
+		select {
+		case <-d.exited:
+			t.Fatalf("fulcrum dev exited (%v) before printing %q\nstdout:\n%s\nstderr:\n%s", d.state, s, d.stdout, d.stderr)
+		case <-deadline.C:
+			t.Fatalf("fulcrum dev did not print %q within %v\nstdout:\n%s\nstderr:\n%s", s, limit, d.stdout, d.stderr)
+		case <-tick.C:
+		}
+	}
+}
+
+var devTableRow = regexp.MustCompile(`(?m)^([1-9])\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+([0-9]+)$`)
+
+// devNodeRow is a line of dev's node table.
+type devNodeRow struct {
+	resp, http string
+	pid        int
+}
+
+// startDev runs "fulcrum dev" on a free range of ports until its node table
+// is printed, retrying if the range was taken meanwhile. Whatever is left
+// of it is killed when the test ends.
+func startDev(t *testing.T, dir string, extra ...string) (*devProcess, map[int]devNodeRow) {
+	t.Helper()
+	bin := binary(t)
+	after := 15000 + os.Getpid()%500*20
+	for attempt := 1; ; attempt++ {
+		base := freePortRange(t, 30, after)
+		after = base + 30
+		d := &devProcess{stdout: &syncBuf{}, stderr: &syncBuf{}, exited: make(chan struct{})}
+		d.cmd = exec.Command(bin, append([]string{"dev", "--base-port", strconv.Itoa(base), "--data-dir", dir}, extra...)...)
+		d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
+		d.cmd.WaitDelay = 5 * time.Second
+		if err := d.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			// Owned by the test: ends when dev exits, which cleanup ensures.
+			d.cmd.Wait()
+			d.state = d.cmd.ProcessState
+			close(d.exited)
+		}()
+		t.Cleanup(func() {
+			if !d.hasExited() {
+				d.cmd.Process.Kill()
+				<-d.exited
+			}
+			// The nodes get SIGTERM from the kernel when dev dies
+			// (Pdeathsig, Linux). Their pids are not killed here: once
+			// reaped they may belong to someone else.
+			if t.Failed() {
+				t.Logf("fulcrum dev stdout:\n%s\nstderr:\n%s", d.stdout, d.stderr)
+			}
+		})
+		deadline := time.Now().Add(readyLimit)
+		for !strings.Contains(d.stdout.String(), "Stop with Ctrl-C") && !d.hasExited() && time.Now().Before(deadline) {
+			select {
+			case <-d.exited:
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if d.hasExited() && strings.Contains(d.stderr.String(), "ports in use") && attempt < startAttempts {
+			t.Logf("ports from %d were taken; retrying", base)
+			continue
+		}
+		d.waitStdout(t, "Stop with Ctrl-C", time.Second)
+		rows := make(map[int]devNodeRow)
+		for _, m := range devTableRow.FindAllStringSubmatch(d.stdout.String(), -1) {
+			id, _ := strconv.Atoi(m[1])
+			pid, _ := strconv.Atoi(m[6])
+			rows[id] = devNodeRow{resp: m[2], http: m[3], pid: pid}
+		}
+		return d, rows
+	}
+}
+
+// TestProcessDev runs "fulcrum dev": a SET through node 1 is read through
+// node 3; a node killed with SIGKILL is reported and the others go on
+// serving; SIGINT stops everything with status 0 and no process left.
+func TestProcessDev(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "dev")
+	start := time.Now()
+	d, rows := startDev(t, dir, "--shards", "4")
+	if len(rows) != 3 {
+		t.Fatalf("node table has %d rows, want 3:\n%s", len(rows), d.stdout)
+	}
+	d.waitStdout(t, "cluster ready", devReadyLimit)
+	t.Logf("cluster ready after %v", time.Since(start).Round(time.Millisecond))
+	for id, r := range rows {
+		if err := syscall.Kill(r.pid, 0); err != nil {
+			t.Errorf("node %d: pid %d from the table: %v", id, r.pid, err)
+		}
+	}
+
+	ctx := context.Background()
+	client := func(id int) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: rows[id].resp, MaxRetries: -1})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	n1, n3 := client(1), client(3)
+	if err := n1.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET k v through node 1: %v", err)
+	}
+	if got, err := n3.Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Fatalf("GET k through node 3 = %q, %v; want \"v\"", got, err)
+	}
+
+	// kill -9 node 2: dev reports it, nodes 1 and 3 keep a quorum.
+	if err := syscall.Kill(rows[2].pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	report := fmt.Sprintf("fulcrum dev: node 2 (pid %d) exited unexpectedly: signal: killed\n", rows[2].pid)
+	deadline := time.Now().Add(exitLimit)
+	for !strings.Contains(d.stderr.String(), report) {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not report the death of node 2 within %v", exitLimit)
+		}
+		select {
+		case <-d.exited:
+			t.Fatalf("fulcrum dev exited when node 2 died: %v", d.state)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	killed := time.Now()
+	deadline = killed.Add(15 * time.Second)
+	for {
+		err := n1.Set(ctx, "k", "after", 0).Err()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SET through node 1 with node 2 dead: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling an election, under a deadline
+	}
+	t.Logf("writes through node 1 with node 2 dead: OK %v after the kill", time.Since(killed).Round(time.Millisecond))
+	if got, err := n3.Get(ctx, "k").Result(); err != nil || got != "after" {
+		t.Fatalf("GET k through node 3 = %q, %v; want \"after\"", got, err)
+	}
+
+	stopStart := time.Now()
+	if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(devStopLimit):
+		t.Fatalf("fulcrum dev still running %v after SIGINT", devStopLimit)
+	}
+	t.Logf("stopped %v after SIGINT", time.Since(stopStart).Round(time.Millisecond))
+	if code := d.state.ExitCode(); code != 0 {
+		t.Errorf("fulcrum dev exit status %d after SIGINT, want 0 (%v)", code, d.state)
+	}
+	if !strings.HasSuffix(d.stdout.String(), "stopped\n") {
+		t.Errorf("stdout does not end with \"stopped\":\n%s", d.stdout)
+	}
+	for id, r := range rows {
+		if err := syscall.Kill(r.pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("node %d (pid %d) is still there after dev exited: kill(pid, 0) = %v", id, r.pid, err)
+		}
+	}
+	if strings.Contains(d.stderr.String(), "killing node") {
+		t.Errorf("dev had to kill nodes that did not stop on SIGTERM:\n%s", d.stderr)
+	}
+}
