@@ -38,6 +38,10 @@ type group struct {
 	appliedTerm uint64
 	confState   *pb.ConfState
 	lead        uint64
+	// campaignAt, when set, is the applied index after which this replica
+	// starts an election: raft refuses to campaign while the bootstrap's
+	// conf changes are unapplied.
+	campaignAt uint64
 
 	proposals  map[uint64]*proposal // accepted by raft, by id
 	unproposed []*proposal          // raft had no leader; retried each tick
@@ -116,6 +120,9 @@ func (l *loop) run() {
 		}
 		l.issueReads()
 		if err := l.handleReady(); err != nil {
+			if l.n.ctx.Err() != nil {
+				return // closing: the state machine refused the last apply; a restart replays it
+			}
 			l.failed = err
 			l.n.cfg.Logger.Error("raftstore: engine stopped", "node", l.n.cfg.NodeID, "err", err)
 			l.n.cancel()
@@ -232,17 +239,15 @@ func (l *loop) createGroup(spec GroupSpec) error {
 		if err := rn.Bootstrap(peers); err != nil {
 			return fmt.Errorf("raftstore: group %d: bootstrap: %w", spec.ID, err)
 		}
-		if spec.Campaign {
-			if err := rn.Campaign(); err != nil {
-				return fmt.Errorf("raftstore: group %d: campaign: %w", spec.ID, err)
-			}
-		}
 	}
 	g := &group{
 		spec: spec, rn: rn, st: st,
 		applied: applied, appliedTerm: appliedTerm, confState: cs,
 		proposals: make(map[uint64]*proposal),
 		issued:    make(map[string]*readBatch),
+	}
+	if last == 0 && spec.Campaign && slices.Contains(spec.Peers, cfg.NodeID) {
+		g.campaignAt = uint64(len(spec.Peers))
 	}
 	l.groups[spec.ID] = g
 	l.publish(g)
@@ -639,6 +644,12 @@ func (l *loop) apply(readies []pendingReady) error {
 	}
 	for _, p := range readies {
 		l.releaseReads(p.g)
+		if g := p.g; g.campaignAt != 0 && g.applied >= g.campaignAt {
+			g.campaignAt = 0
+			if g.rn.BasicStatus().Lead == 0 {
+				_ = g.rn.Campaign() // best effort: elections happen anyway
+			}
+		}
 	}
 	return nil
 }
@@ -773,8 +784,10 @@ func (l *loop) publish(g *group) {
 	}
 	if s.RaftState == raft.StateLeader {
 		st.Match = make(map[uint64]uint64, len(s.Progress))
+		st.Active = make(map[uint64]bool, len(s.Progress))
 		for id, pr := range s.Progress {
 			st.Match[id] = pr.Match
+			st.Active[id] = pr.RecentActive
 		}
 	}
 	l.n.statusMu.Lock()

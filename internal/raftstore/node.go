@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -284,8 +285,10 @@ type GroupStatus struct {
 	LastIndex uint64
 	Voters    []uint64
 	Learners  []uint64
-	// Match is, on the leader, each replica's highest replicated index.
-	Match map[uint64]uint64
+	// Match is, on the leader, each replica's highest replicated index;
+	// Active says which replicas it heard from within an election timeout.
+	Match  map[uint64]uint64
+	Active map[uint64]bool
 }
 
 // Status returns the last published status of a local replica.
@@ -337,16 +340,20 @@ func (n *Node) Campaign(ctx context.Context, group uint64) error {
 }
 
 // Drain hands the leadership of every group this node leads to the most
-// up-to-date other voter and waits until it leads none or ctx ends. Used on
-// graceful shutdown so clients see no election timeout.
+// up-to-date live voter and waits until it leads none, ctx ends, or two
+// election timeouts pass (a transfer to a node that just died is abandoned
+// by raft after one). Used on graceful shutdown so clients see no election
+// pause.
 func (n *Node) Drain(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
+	defer cancel()
 	for _, st := range n.Groups() {
 		if st.Leader != n.cfg.NodeID {
 			continue
 		}
 		var best, bestMatch uint64
 		for id, m := range st.Match {
-			if id != n.cfg.NodeID && m >= bestMatch {
+			if id != n.cfg.NodeID && st.Active[id] && slices.Contains(st.Voters, id) && m >= bestMatch {
 				best, bestMatch = id, m
 			}
 		}

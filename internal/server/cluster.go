@@ -291,10 +291,13 @@ func (c *cluster) close(ctx context.Context) error {
 
 // ClusterStatus is the JSON of GET /v1/cluster: this node's view.
 type ClusterStatus struct {
-	Node   uint64            `json:"node"`
-	Peers  map[string]string `json:"peers"`
-	Shards []ShardStatus     `json:"shards"`
-	Engine raftstore.Stats   `json:"engine"`
+	Node  uint64            `json:"node"`
+	Peers map[string]string `json:"peers"`
+	// Members are the nodes the control plane knows, with their client
+	// addresses.
+	Members []controlplane.Member `json:"members"`
+	Shards  []ShardStatus         `json:"shards"`
+	Engine  raftstore.Stats       `json:"engine"`
 }
 
 // ShardStatus is one local replica's state.
@@ -315,6 +318,10 @@ func (c *cluster) status() ClusterStatus {
 	st := ClusterStatus{Node: c.id, Peers: make(map[string]string), Engine: c.node.Stats()}
 	for id, a := range c.peers {
 		st.Peers[strconv.FormatUint(id, 10)] = a
+	}
+	v := c.meta.View()
+	for _, id := range v.MemberIDs() {
+		st.Members = append(st.Members, v.Members[id])
 	}
 	for _, g := range c.node.Groups() {
 		s := ShardStatus{Namespace: g.Namespace, Shard: g.Shard, Group: g.ID, Leader: g.Leader, Term: g.Term,

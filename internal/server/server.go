@@ -362,10 +362,16 @@ func (s *Server) persistenceInfo() []resp.InfoField {
 		window = s.now().Sub(st.UnsyncedSince).Seconds()
 	}
 	aof := "1"
+	sync := string(st.Sync)
+	if s.cluster != nil {
+		// A member acknowledges a write once a majority has it in its
+		// synced Raft log; the state machine's own sync policy is moot.
+		sync, window = "raft_log", 0
+	}
 	return []resp.InfoField{
 		{Name: "loading", Value: "0"},
 		{Name: "aof_enabled", Value: aof},
-		{Name: "fulcrum_sync", Value: string(st.Sync)},
+		{Name: "fulcrum_sync", Value: sync},
 		{Name: "fulcrum_sync_interval_ms", Value: strconv.FormatInt(st.SyncInterval.Milliseconds(), 10)},
 		{Name: "fulcrum_last_sync_time", Value: strconv.FormatInt(lastSync, 10)},
 		{Name: "fulcrum_unsynced_seconds", Value: strconv.FormatFloat(window, 'f', 3, 64)},

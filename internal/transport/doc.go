@@ -17,9 +17,11 @@
 //     messages (TCP) or that node's (simnet).
 //   - A Call ends with the reply, the remote Serve's error as a *kv.Error of
 //     the same code (ReplyError), an error wrapping ErrUnreachable and
-//     matching kv.ErrUnavailable when the peer cannot be reached or the
-//     connection is lost (the request may or may not have been served), or,
-//     when ctx ends, an error matching kv.ErrTimeout (outcome unknown). The
+//     matching kv.ErrUnavailable when the request was never sent (the peer
+//     cannot be reached), an error wrapping ErrConnectionLost and matching
+//     kv.ErrTimeout when the connection broke after it was sent (it may or
+//     may not have been served), or, when ctx ends, an error matching
+//     kv.ErrTimeout (outcome unknown). The
 //     remote Serve's context carries the caller's deadline.
 //   - Close stops every goroutine the endpoint started and waits for them.
 //

@@ -333,7 +333,7 @@ func (p *peer) connLost(gen uint64, cause error) {
 	for id, c := range p.mu.pending {
 		if c.gen == gen {
 			delete(p.mu.pending, id)
-			c.done <- callResult{err: UnreachableError(p.id, fmt.Errorf("connection lost: %w", cause))}
+			c.done <- callResult{err: LostError(p.id, cause)}
 		}
 	}
 }

@@ -69,10 +69,12 @@ type Endpoint interface {
 	// Call sends a request and waits for the reply or ctx's end. It takes
 	// ownership of payload, as Send does (the request may still be written
 	// after Call returns); the reply belongs to the caller. A remote
-	// Serve error comes back as a *kv.Error built by ReplyError. An
-	// unreachable peer or a lost connection gives an error matching
-	// kv.ErrUnavailable and wrapping ErrUnreachable; the end of ctx gives an
-	// error matching kv.ErrTimeout (the outcome is unknown).
+	// Serve error comes back as a *kv.Error built by ReplyError. A request
+	// that was never sent (peer down or unreachable) gives an error matching
+	// kv.ErrUnavailable and wrapping ErrUnreachable; a connection lost after
+	// the request went out gives one matching kv.ErrTimeout and wrapping
+	// ErrConnectionLost; the end of ctx gives an error matching
+	// kv.ErrTimeout. In the last two the outcome is unknown.
 	Call(ctx context.Context, to NodeID, kind Kind, payload []byte) ([]byte, error)
 	// Close detaches the endpoint: it stops every goroutine of the endpoint
 	// and waits for them. Pending Calls fail with ErrClosed.
@@ -90,8 +92,13 @@ var (
 	ErrUnknownPeer = &kv.Error{Code: kv.CodeUnavailable, Message: "transport: unknown peer"}
 	// ErrClosed: the endpoint is closed.
 	ErrClosed = &kv.Error{Code: kv.CodeUnavailable, Message: "transport: endpoint closed"}
-	// ErrUnreachable: the peer refused or lost the connection.
+	// ErrUnreachable: the request was not sent; the peer is down, refused
+	// the connection or cannot be reached. Retrying elsewhere is safe.
 	ErrUnreachable = &kv.Error{Code: kv.CodeUnavailable, Message: "transport: peer unreachable"}
+	// ErrConnectionLost: the connection broke after the request went out,
+	// so the peer may have served it: the outcome is unknown (TIMEOUT), and
+	// a non-idempotent request must not be retried blindly.
+	ErrConnectionLost = &kv.Error{Code: kv.CodeTimeout, Message: "transport: connection lost, outcome unknown"}
 	// ErrFrameTooLarge: a message does not fit in one frame (TCPConfig.MaxFrame).
 	ErrFrameTooLarge = &kv.Error{Code: kv.CodeTooLarge, Message: "transport: frame too large"}
 )
@@ -125,6 +132,13 @@ func UnreachableError(to NodeID, cause error) error {
 		return fmt.Errorf("call node %d: %w", to, ErrUnreachable)
 	}
 	return fmt.Errorf("call node %d: %w: %w", to, ErrUnreachable, cause)
+}
+
+// LostError returns the error of a Call to node to whose connection broke
+// after the request was sent: it matches kv.ErrTimeout and wraps
+// ErrConnectionLost and cause.
+func LostError(to NodeID, cause error) error {
+	return fmt.Errorf("call node %d: %w: %w", to, ErrConnectionLost, cause)
 }
 
 // TimeoutError returns the error of a Call to node to whose context ended

@@ -145,7 +145,8 @@ func (e *Endpoint) checkLocked(to transport.NodeID) error {
 //   - destination closed, partitioned away or blocked when the Call starts:
 //     fails at once with ErrUnreachable (a refused connection);
 //   - destination closed while the Call waits: fails at once with
-//     ErrUnreachable (a lost connection);
+//     ErrConnectionLost (a lost connection: the request may have been
+//     served);
 //   - request or reply dropped, or cut off by a fault that started while it
 //     was in flight: the Call waits until ctx ends (kv.ErrTimeout).
 func (e *Endpoint) Call(ctx context.Context, to transport.NodeID, kind transport.Kind, payload []byte) ([]byte, error) {

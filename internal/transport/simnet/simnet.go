@@ -442,7 +442,7 @@ func (n *Network) detach(e *Endpoint, inbox []*message) {
 			c.done <- result{err: closedError(c.to)}
 		case c.dest == e:
 			delete(n.mu.calls, id)
-			c.done <- result{err: transport.UnreachableError(c.to, errConnLost)}
+			c.done <- result{err: transport.LostError(c.to, errConnLost)}
 		}
 	}
 }
