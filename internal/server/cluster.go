@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -78,6 +79,13 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		return a, ok
 	}
 	tcfg.Logger = logger.With("component", "transport")
+	// Peer traffic leaves from the peer address's host when it is a
+	// specific IP, so it can be told apart (and firewalled) by address.
+	if host, _, err := net.SplitHostPort(cc.PeerAddr); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			tcfg.SourceIP = host
+		}
+	}
 	if c.tr, err = transport.NewTCP(tcfg); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}

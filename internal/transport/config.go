@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"time"
 )
 
@@ -29,6 +30,10 @@ type TCPConfig struct {
 	// peer is unreachable, one-way messages accumulate up to it; beyond it
 	// Send returns ErrQueueFull. Default 4096.
 	QueueSize int
+	// SourceIP, when set, is the local address outbound connections to
+	// peers come from (the peer address's host on a multi-homed machine),
+	// so peer traffic can be told apart, and firewalled, by address.
+	SourceIP string
 	// DialTimeout bounds one connection attempt, handshake included.
 	// Default 2 s.
 	DialTimeout time.Duration
@@ -112,6 +117,8 @@ func (c TCPConfig) Validate() error {
 		err = fmt.Errorf("max frame %d outside [%d, %d]", c.MaxFrame, minFrame, uint64(math.MaxUint32))
 	case c.MaxServe < 1:
 		err = fmt.Errorf("max serve %d < 1", c.MaxServe)
+	case c.SourceIP != "" && net.ParseIP(c.SourceIP) == nil:
+		err = fmt.Errorf("source ip %q is not an IP address", c.SourceIP)
 	}
 	if err != nil {
 		return fmt.Errorf("transport: invalid config: %w", err)

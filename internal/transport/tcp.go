@@ -298,6 +298,9 @@ func (t *TCP) dial(ctx context.Context, to NodeID) (net.Conn, *bufio.Reader, err
 		return nil, nil, ErrUnknownPeer
 	}
 	d := net.Dialer{Timeout: t.cfg.DialTimeout, KeepAliveConfig: keepAlive}
+	if t.cfg.SourceIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(t.cfg.SourceIP)}
+	}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, err
