@@ -38,6 +38,8 @@ type group struct {
 	appliedTerm uint64
 	confState   *pb.ConfState
 	lead        uint64
+	// hsTerm and hsVote are the last hard state handed to the log.
+	hsTerm, hsVote uint64
 	// campaignAt, when set, is the applied index after which this replica
 	// starts an election: raft refuses to campaign while the bootstrap's
 	// conf changes are unapplied.
@@ -243,6 +245,7 @@ func (l *loop) createGroup(spec GroupSpec) error {
 	g := &group{
 		spec: spec, rn: rn, st: st,
 		applied: applied, appliedTerm: appliedTerm, confState: cs,
+		hsTerm: hs.GetTerm(), hsVote: hs.GetVote(),
 		proposals: make(map[uint64]*proposal),
 		issued:    make(map[string]*readBatch),
 	}
@@ -448,6 +451,34 @@ func (l *loop) step(in inbound) {
 type pendingReady struct {
 	g  *group
 	rd raft.Ready
+	// early are the leader's appends and heartbeats, sent before the
+	// round's log write; late is the rest, sent after it.
+	early, late []*pb.Message
+}
+
+// splitMessages picks the messages that may leave before this round's
+// entries are durable: a leader's MsgApp and MsgHeartbeat, when the round
+// changes neither term nor vote. The leader counts its own copy of an
+// entry only after Advance (once it is on disk), so a quorum still means
+// a majority of fsynced logs, and the leader's fsync overlaps its
+// followers' (Raft thesis 10.2.1). Everything else (votes, append
+// responses) waits for the write.
+func (p *pendingReady) splitMessages() {
+	g, rd := p.g, &p.rd
+	hs := rd.HardState
+	stable := hs == nil || (hs.GetTerm() == g.hsTerm && hs.GetVote() == g.hsVote)
+	leader := g.rn.BasicStatus().RaftState == raft.StateLeader
+	for _, m := range rd.Messages {
+		t := m.GetType()
+		if stable && leader && (t == pb.MsgApp || t == pb.MsgHeartbeat) {
+			p.early = append(p.early, m)
+		} else {
+			p.late = append(p.late, m)
+		}
+	}
+	if hs != nil {
+		g.hsTerm, g.hsVote = hs.GetTerm(), hs.GetVote()
+	}
 }
 
 // handleReady persists, sends and applies the Ready of every group that
@@ -474,11 +505,15 @@ func (l *loop) handleReady() error {
 			b.SetHardState(g.spec.ID, rd.HardState)
 		}
 		sync = sync || rd.MustSync
-		readies = append(readies, pendingReady{g, rd})
+		readies = append(readies, pendingReady{g: g, rd: rd})
 	}
 	if len(readies) == 0 {
 		return nil
 	}
+	for i := range readies {
+		readies[i].splitMessages()
+	}
+	l.send(readies, true)
 	if !b.Empty() {
 		start := time.Now()
 		if err := b.Commit(sync); err != nil {
@@ -489,7 +524,7 @@ func (l *loop) handleReady() error {
 			l.n.metrics.persistSyncs.Add(1)
 		}
 	}
-	l.send(readies)
+	l.send(readies, false)
 	if err := l.apply(readies); err != nil {
 		return err
 	}
@@ -509,8 +544,9 @@ func (l *loop) handleReady() error {
 	return l.maybeCompact(readies)
 }
 
-// send coalesces the messages of all groups per destination node.
-func (l *loop) send(readies []pendingReady) {
+// send coalesces the early or the late messages of all groups per
+// destination node.
+func (l *loop) send(readies []pendingReady, early bool) {
 	type snapSent struct {
 		g  *group
 		to uint64
@@ -521,7 +557,11 @@ func (l *loop) send(readies []pendingReady) {
 		snaps []snapSent
 	)
 	for _, p := range readies {
-		for _, m := range p.rd.Messages {
+		msgs := p.late
+		if early {
+			msgs = p.early
+		}
+		for _, m := range msgs {
 			to := m.GetTo()
 			if m.GetType() == pb.MsgSnap {
 				if err := l.fillSnapshot(p.g, m); err != nil {

@@ -340,23 +340,19 @@ func (n *Node) Campaign(ctx context.Context, group uint64) error {
 }
 
 // Drain hands the leadership of every group this node leads to the most
-// up-to-date live voter and waits until it leads none, ctx ends, or two
-// election timeouts pass (a transfer to a node that just died is abandoned
-// by raft after one). Used on graceful shutdown so clients see no election
-// pause.
+// up-to-date voter (one recently heard from, if any) and waits until it
+// leads none, ctx ends, or three election timeouts (at least a second)
+// pass: raft abandons a transfer to a node that just died after one. Used
+// on graceful shutdown so clients see no election pause.
 func (n *Node) Drain(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
+	limit := max(3*time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for _, st := range n.Groups() {
 		if st.Leader != n.cfg.NodeID {
 			continue
 		}
-		var best, bestMatch uint64
-		for id, m := range st.Match {
-			if id != n.cfg.NodeID && st.Active[id] && slices.Contains(st.Voters, id) && m >= bestMatch {
-				best, bestMatch = id, m
-			}
-		}
+		best := drainTarget(st, n.cfg.NodeID)
 		if best == 0 {
 			continue
 		}
@@ -420,4 +416,24 @@ var _ raft.Logger = raftLogger{}
 // confStateVoters lists the voters of a conf state.
 func confStateVoters(cs *pb.ConfState) []uint64 {
 	return append(append([]uint64(nil), cs.GetVoters()...), cs.GetVotersOutgoing()...)
+}
+
+// drainTarget picks the voter to hand a leadership to: the most caught up
+// among those the leader heard from recently, else among all.
+func drainTarget(st GroupStatus, self uint64) uint64 {
+	for _, activeOnly := range []bool{true, false} {
+		var best, bestMatch uint64
+		for id, m := range st.Match {
+			if id == self || !slices.Contains(st.Voters, id) || (activeOnly && !st.Active[id]) {
+				continue
+			}
+			if best == 0 || m > bestMatch {
+				best, bestMatch = id, m
+			}
+		}
+		if best != 0 {
+			return best
+		}
+	}
+	return 0
 }
