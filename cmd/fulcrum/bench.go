@@ -21,8 +21,16 @@ const benchUsage = `Usage:
 
 Drive one or more servers with a YCSB-style workload and report throughput
 and latency percentiles per operation. KIND is resp (Fulcrum or any Redis
-protocol server) or http (Fulcrum's HTTP API). Several targets are measured
-in interleaved rounds so they share the machine's noise.
+protocol server), http (Fulcrum's HTTP API) or etcd (an etcd v3 cluster:
+linearizable Range reads, Put writes). Several targets are measured in
+interleaved rounds so they share the machine's noise.
+
+HOST:PORT may be a comma-separated list: resp and http connect client i to
+address i mod n (spreading clients over a cluster's nodes); etcd gives
+every client all the endpoints and lets its balancer spread the requests.
+Each client has its own connection; "etcd://...?conns=N" instead shares N
+etcd clients among all the clients (HTTP/2 multiplexing, as etcd's own
+benchmark tool does).
 
 Load is closed loop (--concurrency clients, optionally pipelined) or open
 loop (--rate requests/s, latency measured from each request's intended
@@ -39,10 +47,13 @@ successful requests; failures are counted by error code.
 
 "compare" prints the throughput and latency ratios of two --out results.
 
-Example:
+Examples:
   fulcrum bench --target fulcrum=resp://127.0.0.1:7379 \
       --target redis=resp://127.0.0.1:6379 --workload B --duration 20s \
       --plot out/ --out out/
+  fulcrum bench --target fulcrum=resp://127.0.0.1:7379,127.0.0.1:7389 \
+      --target etcd=etcd://127.0.0.1:2379,127.0.0.1:22379 \
+      --read-ratio 0 --concurrency 1,16,64 --value-size 256
 `
 
 // BenchMain is "fulcrum bench".
@@ -83,7 +94,7 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 		seed                       uint64
 	)
 	fs := cl.fs
-	fs.Var(&targets, "target", "`NAME=KIND://HOST:PORT` to drive (repeatable); KIND is resp or http")
+	fs.Var(&targets, "target", "`NAME=KIND://HOST:PORT[,HOST:PORT...]` to drive (repeatable); KIND is resp, http or etcd")
 	fs.StringVar(&workload, "workload", "", "YCSB preset: A (50% reads, 50% updates), B (95/5) or C (read only)")
 	fs.Var(&readRatio, "read-ratio", "`FRACTION` of reads, 0 to 1 (default: the preset's, else 0.95)")
 	fs.Float64Var(&deleteRatio, "delete-ratio", 0, "fraction of deletes")
@@ -91,7 +102,7 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 	fs.Float64Var(&theta, "theta", bench.DefaultTheta, "zipfian skew")
 	fs.IntVar(&m.cfg.Workload.Keys, "keys", 10000, "keyspace size")
 	fs.IntVar(&m.cfg.Workload.ValueSize, "value-size", 100, "value size in bytes")
-	fs.StringVar(&m.cfg.Workload.Namespace, "namespace", "", "Fulcrum namespace (resp: NAMESPACE on each connection; http: the path; default: the server's)")
+	fs.StringVar(&m.cfg.Workload.Namespace, "namespace", "", "Fulcrum namespace (resp: NAMESPACE on each connection; http: the path; etcd: a key prefix NS/; default: the server's)")
 	fs.StringVar(&m.cfg.Workload.KeyPrefix, "key-prefix", "bench:", "prefix of every key")
 	fs.BoolVar(&m.cfg.Preload, "preload", true, "write every key once before measuring")
 	fs.StringVar(&conc, "concurrency", "16", "clients (connections) per target; a list (1,4,16,64) sweeps them")

@@ -1,6 +1,7 @@
 // Package bench is a load generator for key-value servers: it drives one or
 // more targets (Fulcrum or any Redis-protocol server over RESP, Fulcrum over
-// HTTP) with a YCSB-style workload in closed loop (N clients) or open loop
+// HTTP, an etcd v3 cluster through its official client, with linearizable
+// reads) with a YCSB-style workload in closed loop (N clients) or open loop
 // (a fixed arrival rate), records latency in HDR histograms per operation
 // and per interval, and reports tables, JSON and CSV results.
 //

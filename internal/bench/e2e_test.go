@@ -228,6 +228,34 @@ func TestEndToEndRedis(t *testing.T) {
 	}
 }
 
+func TestEndToEndSeveralAddresses(t *testing.T) {
+	srvs := []*server.Server{startFulcrum(t), startFulcrum(t)}
+	tg, err := ParseTarget("two=resp://" + srvs[0].RESPAddr() + "," + srvs[1].RESPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Client i talks to address i mod 2: client 2 writes to the first
+	// server, client 3 to the second.
+	ctx := context.Background()
+	for client := 2; client < 4; client++ {
+		c, err := tg.Connect(ctx, "spread", client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make([]error, 1)
+		c.Do(ctx, []Request{{Op: OpWrite, Key: fmt.Appendf(nil, "k%d", client), Value: []byte("v")}}, errs)
+		c.Close()
+		if errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	for i, s := range srvs {
+		if n := s.Store().Count("spread"); n != 1 {
+			t.Errorf("server %d holds %d keys, want 1", i, n)
+		}
+	}
+}
+
 func TestEndToEndErrorsCounted(t *testing.T) {
 	srv := startFulcrum(t)
 	for _, spec := range []string{"f-http=http://" + srv.HTTPAddr(), "f-resp=resp://" + srv.RESPAddr()} {

@@ -104,8 +104,8 @@ func Run(ctx context.Context, cfg Config) ([]RunResult, error) {
 		return nil, err
 	}
 	for _, t := range cfg.Targets {
-		if cfg.Pipeline > 1 && t.Kind() == "http" {
-			return nil, fmt.Errorf("target %s: http cannot pipeline (pipeline %d)", t.Name(), cfg.Pipeline)
+		if cfg.Pipeline > 1 && t.Kind() != "resp" {
+			return nil, fmt.Errorf("target %s: %s cannot pipeline (pipeline %d)", t.Name(), t.Kind(), cfg.Pipeline)
 		}
 	}
 	runs := make([]*targetRun, len(cfg.Targets))
@@ -126,8 +126,8 @@ func Run(ctx context.Context, cfg Config) ([]RunResult, error) {
 			// Best effort: a server without a version is still measured.
 			r.version, _ = v.ServerVersion(ctx)
 		}
-		for range cfg.Clients {
-			c, err := t.Connect(ctx, cfg.Workload.Namespace)
+		for i := range cfg.Clients {
+			c, err := t.Connect(ctx, cfg.Workload.Namespace, i)
 			if err != nil {
 				return nil, err
 			}

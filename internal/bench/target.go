@@ -28,12 +28,15 @@ type Request struct {
 type Target interface {
 	// Name is the label used in reports ("fulcrum", "redis").
 	Name() string
-	// Kind is the protocol ("resp", "http").
+	// Kind is the protocol ("resp", "http", "etcd").
 	Kind() string
-	// Addr is the address it connects to.
+	// Addr is the address it connects to (comma-separated if several).
 	Addr() string
-	// Connect opens a client connection.
-	Connect(ctx context.Context, ns string) (Conn, error)
+	// Connect opens the connection of the client numbered client (0 to
+	// Config.Clients-1). A target with several addresses connects client i
+	// to address i mod n, so clients spread evenly and the same way in
+	// every run.
+	Connect(ctx context.Context, ns string, client int) (Conn, error)
 }
 
 // Conn is one client's connection to a target. It is used by one
@@ -54,28 +57,46 @@ type Versioner interface {
 var (
 	_ Versioner = (*RESPTarget)(nil)
 	_ Versioner = (*HTTPTarget)(nil)
+	_ Versioner = (*EtcdTarget)(nil)
 )
 
-// ParseTarget parses "name=kind://addr", e.g. "fulcrum=resp://127.0.0.1:7379".
+// ParseTarget parses "name=kind://addr[,addr...][?options]", e.g.
+// "fulcrum=resp://127.0.0.1:7379" or
+// "etcd=etcd://127.0.0.1:2379,127.0.0.1:22379?conns=8". Kinds: resp, http,
+// etcd; only etcd takes options (see EtcdTarget).
 func ParseTarget(spec string) (Target, error) {
 	name, rest, ok := strings.Cut(spec, "=")
 	if !ok || name == "" {
 		return nil, fmt.Errorf("target %q: want name=kind://addr", spec)
 	}
-	kind, addr, ok := strings.Cut(rest, "://")
-	if !ok || addr == "" {
+	kind, rest, ok := strings.Cut(rest, "://")
+	if !ok || rest == "" {
 		return nil, fmt.Errorf("target %q: want name=kind://addr", spec)
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, fmt.Errorf("target %q: address %q: %w", spec, addr, err)
+	list, query, hasQuery := strings.Cut(rest, "?")
+	var addrs []string
+	for a := range strings.SplitSeq(list, ",") {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("target %q: address %q: %w", spec, a, err)
+		}
+		addrs = append(addrs, a)
+	}
+	if hasQuery && kind != "etcd" {
+		return nil, fmt.Errorf("target %q: %s takes no options", spec, kind)
 	}
 	switch kind {
 	case "resp":
-		return &RESPTarget{name: name, addr: addr}, nil
+		return &RESPTarget{name: name, addrs: addrs}, nil
 	case "http":
-		return &HTTPTarget{name: name, addr: addr}, nil
+		return &HTTPTarget{name: name, addrs: addrs}, nil
+	case "etcd":
+		t, err := newEtcdTarget(name, addrs, query)
+		if err != nil {
+			return nil, fmt.Errorf("target %q: %w", spec, err)
+		}
+		return t, nil
 	}
-	return nil, fmt.Errorf("target %q: unknown kind %q (want resp or http)", spec, kind)
+	return nil, fmt.Errorf("target %q: unknown kind %q (want resp, http or etcd)", spec, kind)
 }
 
 // ErrorCode classifies an error for the report: the first word of a
@@ -114,8 +135,12 @@ type codedError struct {
 
 func (e *codedError) Error() string { return e.code + " " + e.msg }
 
-// RESPTarget is any Redis-protocol server.
-type RESPTarget struct{ name, addr string }
+// RESPTarget is any Redis-protocol server, or several nodes of one
+// cluster that each answer every request.
+type RESPTarget struct {
+	name  string
+	addrs []string
+}
 
 var _ Target = (*RESPTarget)(nil)
 
@@ -126,14 +151,15 @@ func (t *RESPTarget) Name() string { return t.name }
 func (t *RESPTarget) Kind() string { return "resp" }
 
 // Addr implements Target.
-func (t *RESPTarget) Addr() string { return t.addr }
+func (t *RESPTarget) Addr() string { return strings.Join(t.addrs, ",") }
 
 // Connect implements Target: a go-redis client with a single connection
 // and no retries, so that every latency is one round trip. A namespace is
 // selected with NAMESPACE on the connection.
-func (t *RESPTarget) Connect(ctx context.Context, ns string) (Conn, error) {
+func (t *RESPTarget) Connect(ctx context.Context, ns string, client int) (Conn, error) {
+	addr := t.addrs[client%len(t.addrs)]
 	opts := &redis.Options{
-		Addr:            t.addr,
+		Addr:            addr,
 		PoolSize:        1,
 		MaxRetries:      -1,
 		DisableIdentity: true,
@@ -148,15 +174,15 @@ func (t *RESPTarget) Connect(ctx context.Context, ns string) (Conn, error) {
 	c := redis.NewClient(opts)
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("connect %s (%s): %w", t.name, t.addr, err)
+		return nil, fmt.Errorf("connect %s (%s): %w", t.name, addr, err)
 	}
 	return &respConn{c: c}, nil
 }
 
-// ServerVersion implements Versioner from INFO server: "fulcrum dev",
-// "redis 7.2.4".
+// ServerVersion implements Versioner from INFO server of the first
+// address: "fulcrum dev", "redis 7.2.4".
 func (t *RESPTarget) ServerVersion(ctx context.Context) (string, error) {
-	c := redis.NewClient(&redis.Options{Addr: t.addr, PoolSize: 1, MaxRetries: -1, DisableIdentity: true})
+	c := redis.NewClient(&redis.Options{Addr: t.addrs[0], PoolSize: 1, MaxRetries: -1, DisableIdentity: true})
 	defer c.Close()
 	info, err := c.Info(ctx, "server").Result()
 	if err != nil {
@@ -217,8 +243,11 @@ func ignoreNil(err error) error {
 
 func (c *respConn) Close() error { return c.c.Close() }
 
-// HTTPTarget is Fulcrum's HTTP API.
-type HTTPTarget struct{ name, addr string }
+// HTTPTarget is Fulcrum's HTTP API, on one node or several.
+type HTTPTarget struct {
+	name  string
+	addrs []string
+}
 
 var _ Target = (*HTTPTarget)(nil)
 
@@ -229,11 +258,12 @@ func (t *HTTPTarget) Name() string { return t.name }
 func (t *HTTPTarget) Kind() string { return "http" }
 
 // Addr implements Target.
-func (t *HTTPTarget) Addr() string { return t.addr }
+func (t *HTTPTarget) Addr() string { return strings.Join(t.addrs, ",") }
 
 // Connect implements Target: a keep-alive client with its own transport,
 // so each bench client has its own connection.
-func (t *HTTPTarget) Connect(ctx context.Context, ns string) (Conn, error) {
+func (t *HTTPTarget) Connect(ctx context.Context, ns string, client int) (Conn, error) {
+	addr := t.addrs[client%len(t.addrs)]
 	if ns == "" {
 		ns = "default"
 	}
@@ -245,25 +275,26 @@ func (t *HTTPTarget) Connect(ctx context.Context, ns string) (Conn, error) {
 	c := &httpConn{
 		client: &http.Client{Transport: tr, Timeout: 5 * time.Second},
 		tr:     tr,
-		base:   "http://" + t.addr + "/v1/namespaces/" + url.PathEscape(ns) + "/keys/",
+		base:   "http://" + addr + "/v1/namespaces/" + url.PathEscape(ns) + "/keys/",
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+"/healthz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
 		tr.CloseIdleConnections()
-		return nil, fmt.Errorf("connect %s (%s): %w", t.name, t.addr, err)
+		return nil, fmt.Errorf("connect %s (%s): %w", t.name, addr, err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	return c, nil
 }
 
-// ServerVersion implements Versioner from the Server header of /healthz.
+// ServerVersion implements Versioner from the Server header of the first
+// address's /healthz.
 func (t *HTTPTarget) ServerVersion(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+"/healthz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addrs[0]+"/healthz", nil)
 	if err != nil {
 		return "", err
 	}

@@ -119,9 +119,13 @@ func TestParseTarget(t *testing.T) {
 	}{
 		{"fulcrum=resp://127.0.0.1:7379", "resp", "127.0.0.1:7379", true},
 		{"f=http://localhost:7380", "http", "localhost:7380", true},
+		{"f=resp://127.0.0.1:7379,127.0.0.1:7389", "resp", "127.0.0.1:7379,127.0.0.1:7389", true},
+		{"e=etcd://127.0.0.1:2379", "etcd", "127.0.0.1:2379", true},
 		{"resp://127.0.0.1:7379", "", "", false},
-		{"x=etcd://127.0.0.1:2379", "", "", false},
+		{"x=memcache://127.0.0.1:2379", "", "", false},
 		{"x=resp://nohostport", "", "", false},
+		{"x=resp://127.0.0.1:1,", "", "", false},
+		{"x=resp://127.0.0.1:1?conns=2", "", "", false},
 	} {
 		tg, err := ParseTarget(tc.spec)
 		if (err == nil) != tc.ok {
