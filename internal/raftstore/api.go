@@ -89,3 +89,13 @@ func (n *Node) shardName(group uint64) string {
 	}
 	return fmt.Sprintf("group %d", group)
 }
+
+// Leader is the group's leader as this replica last saw it (0: none known,
+// or no replica of the group here).
+func (n *Node) Leader(group uint64) uint64 {
+	st, ok := n.Status(group)
+	if !ok {
+		return 0
+	}
+	return st.Leader
+}

@@ -22,6 +22,9 @@ import (
 type Engine interface {
 	Write(ctx context.Context, group uint64, b kv.Batch) ([]kv.Result, error)
 	ReadBarrier(ctx context.Context, group uint64) error
+	// Leader is the group's leader as this node last saw it (0: none
+	// known or no local replica).
+	Leader(group uint64) uint64
 }
 
 // LocalStore is the node's state machine, read after a barrier.
@@ -244,6 +247,22 @@ func mergeResults(out []kv.Result, ops []kv.Op, idx []int, res []kv.Result) []kv
 func (r *Router) write(ctx context.Context, n *Namespace, shard int, b kv.Batch) ([]kv.Result, error) {
 	group := n.Groups[shard]
 	if r.local(n, shard) {
+		// A follower hands the whole request to the leader: the leader
+		// answers as soon as it has applied, one hop and one round
+		// sooner than a follower that proposes and waits to learn the
+		// commit. If the leader cannot be reached, propose here (raft
+		// forwards it once there is a leader again).
+		if lead := r.cfg.Engine.Leader(group); lead != 0 && lead != r.cfg.Self {
+			req := appendHeader(nil, opWrite, group)
+			req = kv.AppendBatch(req, &b)
+			reply, err := r.cfg.Transport.Call(ctx, transport.NodeID(lead), transport.KindForward, req)
+			if err == nil {
+				return kv.DecodeResults(reply)
+			}
+			if !errors.Is(err, transport.ErrUnreachable) {
+				return nil, err
+			}
+		}
 		return r.cfg.Engine.Write(ctx, group, b)
 	}
 	req := appendHeader(nil, opWrite, group)

@@ -16,6 +16,7 @@ import (
 
 // fakeEngine records writes per group and answers with one result per op.
 type fakeEngine struct {
+	leader  uint64
 	mu      sync.Mutex
 	writes  map[uint64][]kv.Batch
 	fail    map[uint64]error
@@ -42,6 +43,8 @@ func (e *fakeEngine) Write(ctx context.Context, group uint64, b kv.Batch) ([]kv.
 	}
 	return res, nil
 }
+
+func (e *fakeEngine) Leader(group uint64) uint64 { return e.leader }
 
 func (e *fakeEngine) ReadBarrier(ctx context.Context, group uint64) error {
 	e.mu.Lock()
@@ -216,5 +219,32 @@ func TestServeRejectsGarbage(t *testing.T) {
 		if _, err := r.Serve(context.Background(), 2, transport.KindForward, req); kv.CodeOf(err) != kv.CodeInvalid {
 			t.Errorf("Serve(%v) = %v, want INVALID", req, err)
 		}
+	}
+}
+
+// A follower replica hands writes to the leader it knows; if the leader is
+// unreachable it proposes itself.
+func TestWriteGoesToKnownLeader(t *testing.T) {
+	ns, _ := StaticLayout("default", 1, 3, []uint64{1, 2, 3}, 1)
+	caller := &loopCaller{routers: map[transport.NodeID]*Router{}, unreachable: map[transport.NodeID]bool{}}
+	engines := map[uint64]*fakeEngine{}
+	for _, id := range []uint64{1, 2, 3} {
+		engines[id] = newFakeEngine()
+		engines[id].leader = 2
+		caller.routers[transport.NodeID(id)] = newTestRouter(t, id, ns, engines[id], caller)
+	}
+	b := kv.Batch{Ops: []kv.Op{{Kind: kv.OpSet, Namespace: "default", Key: []byte("k"), Value: []byte("v")}}}
+	if _, err := caller.routers[1].Apply(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if len(engines[2].writes[1]) != 1 || len(engines[1].writes[1]) != 0 {
+		t.Fatalf("write not handed to the leader: leader %d, local %d", len(engines[2].writes[1]), len(engines[1].writes[1]))
+	}
+	caller.unreachable[2] = true
+	if _, err := caller.routers[1].Apply(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if len(engines[1].writes[1]) != 1 {
+		t.Fatal("with the leader unreachable the follower did not propose itself")
 	}
 }
