@@ -75,25 +75,27 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// admin returns the namespace admin, or the refusal of a lone node.
-func (h *Handler) admin() (NamespaceAdmin, error) {
+// adminRequest checks a /v1/namespaces/{ns} request (no query
+// parameters) and returns the namespace admin and the name, or the
+// refusal of a lone node.
+func (h *Handler) adminRequest(r *http.Request) (NamespaceAdmin, string, error) {
 	if h.opts.Namespaces == nil {
-		return nil, kv.Errorf(kv.CodeNotSupported, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy")
+		return nil, "", kv.Errorf(kv.CodeNotSupported, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy")
 	}
-	return h.opts.Namespaces, nil
+	ns, err := namespace(r)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := query(r); err != nil {
+		return nil, "", err
+	}
+	return h.opts.Namespaces, ns, nil
 }
 
 // describeNamespace serves GET /v1/namespaces/{ns}.
 func (h *Handler) describeNamespace(w http.ResponseWriter, r *http.Request) error {
-	a, err := h.admin()
+	a, ns, err := h.adminRequest(r)
 	if err != nil {
-		return err
-	}
-	ns, err := namespace(r)
-	if err != nil {
-		return err
-	}
-	if _, err := query(r); err != nil {
 		return err
 	}
 	info, err := a.Namespace(r.Context(), ns)
@@ -108,15 +110,8 @@ func (h *Handler) describeNamespace(w http.ResponseWriter, r *http.Request) erro
 // ({"consistency":"strong","replicas":3,"shards":16}; omitted fields take
 // those defaults).
 func (h *Handler) createNamespace(w http.ResponseWriter, r *http.Request) error {
-	a, err := h.admin()
+	a, ns, err := h.adminRequest(r)
 	if err != nil {
-		return err
-	}
-	ns, err := namespace(r)
-	if err != nil {
-		return err
-	}
-	if _, err := query(r); err != nil {
 		return err
 	}
 	p := kv.Policy{Consistency: kv.ConsistencyStrong, Replicas: 3, Shards: 16}
@@ -141,15 +136,8 @@ func (h *Handler) createNamespace(w http.ResponseWriter, r *http.Request) error 
 
 // dropNamespace serves DELETE /v1/namespaces/{ns}.
 func (h *Handler) dropNamespace(w http.ResponseWriter, r *http.Request) error {
-	a, err := h.admin()
+	a, ns, err := h.adminRequest(r)
 	if err != nil {
-		return err
-	}
-	ns, err := namespace(r)
-	if err != nil {
-		return err
-	}
-	if _, err := query(r); err != nil {
 		return err
 	}
 	if err := a.DropNamespace(r.Context(), ns); err != nil {

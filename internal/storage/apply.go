@@ -411,6 +411,34 @@ func parseRedisFloat(b []byte) (float64, error) {
 	return f, nil
 }
 
+// committedRows calls fn for each committed row of ns that this batch has
+// not written (those are in the overlay), with the key, its Pebble key and
+// its record; key and dk are only valid during the call.
+func (t *txn) committedRows(ns string, fn func(key, dk []byte, r record) error) error {
+	lo := nsKeyPrefix(ns)
+	it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if _, inOverlay := t.overlay[string(it.Key())]; inOverlay {
+			continue // the batch's newer row is handled from the overlay
+		}
+		v, err := it.ValueAndErr()
+		if err == nil {
+			var r record
+			if r, err = decodeValue(v); err == nil && !r.Tombstone {
+				err = fn(it.Key()[len(lo):], it.Key(), r)
+			}
+		}
+		if err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
 // flushShard deletes the keys of ns that belong to shard (of shards),
 // returning how many live or expired rows there were. Unlike flush it
 // cannot drop a key range: a shard's keys are spread over the namespace.
@@ -418,29 +446,14 @@ func (t *txn) flushShard(ns string, shard, shards int) (int64, error) {
 	lo := nsKeyPrefix(ns)
 	var n int64
 	if !t.flushed[ns] {
-		it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+		err := t.committedRows(ns, func(key, dk []byte, r record) error {
+			if placement.ShardOf(ns, key, shards) != shard {
+				return nil
+			}
+			n++
+			return t.remove(ns, append([]byte(nil), key...), append([]byte(nil), dk...), r)
+		})
 		if err != nil {
-			return 0, err
-		}
-		for ok := it.First(); ok; ok = it.Next() {
-			key := it.Key()[len(lo):]
-			if _, inOverlay := t.overlay[string(it.Key())]; inOverlay || placement.ShardOf(ns, key, shards) != shard {
-				continue
-			}
-			v, err := it.ValueAndErr()
-			if err == nil {
-				var r record
-				if r, err = decodeValue(v); err == nil && !r.Tombstone {
-					n++
-					err = t.remove(ns, append([]byte(nil), key...), append([]byte(nil), it.Key()...), r)
-				}
-			}
-			if err != nil {
-				it.Close()
-				return n, err
-			}
-		}
-		if err := it.Close(); err != nil {
 			return n, err
 		}
 	}
@@ -476,27 +489,8 @@ func (t *txn) flush(ns string) (int64, error) {
 		return t.b.Delete(t.ebuf, nil)
 	}
 	if !t.flushed[ns] {
-		it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		err := t.committedRows(ns, func(key, _ []byte, r record) error { return dropIndex(key, r) })
 		if err != nil {
-			return 0, err
-		}
-		for ok := it.First(); ok; ok = it.Next() {
-			if _, inOverlay := t.overlay[string(it.Key())]; inOverlay {
-				continue // counted below from its newer row
-			}
-			v, err := it.ValueAndErr()
-			if err == nil {
-				var r record
-				if r, err = decodeValue(v); err == nil && !r.Tombstone {
-					err = dropIndex(it.Key()[len(lo):], r)
-				}
-			}
-			if err != nil {
-				it.Close()
-				return n, err
-			}
-		}
-		if err := it.Close(); err != nil {
 			return n, err
 		}
 	}

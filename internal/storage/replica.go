@@ -64,7 +64,12 @@ func (s *Store) Mark(key []byte) ([]byte, bool, error) {
 	if s.reads.closed {
 		return nil, false, ErrClosed
 	}
-	v, closer, err := s.db.Get(markKey(key))
+	return readMark(s.db, key)
+}
+
+// readMark reads a mark from the DB or a snapshot of it.
+func readMark(r pebble.Reader, key []byte) ([]byte, bool, error) {
+	v, closer, err := r.Get(markKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -96,17 +101,7 @@ func (s *Store) View() (*View, error) {
 func (v *View) Close() error { return v.snap.Close() }
 
 // Mark returns a mark as of the view.
-func (v *View) Mark(key []byte) ([]byte, bool, error) {
-	b, closer, err := v.snap.Get(markKey(key))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("storage: read mark: %w", err)
-	}
-	defer closer.Close()
-	return append([]byte(nil), b...), true, nil
-}
+func (v *View) Mark(key []byte) ([]byte, bool, error) { return readMark(v.snap, key) }
 
 // ShardRows calls fn for every stored row of ns in shard (of shards), in
 // key order, expired rows included (their expiry travels with them). fn's
