@@ -86,8 +86,8 @@ func TestShardSnapshotRoundTrip(t *testing.T) {
 	b := kv.Batch{Ops: []kv.Op{{Kind: kv.OpFlush, Namespace: "n"}}, Shard: shard, Shards: shards}
 	want := map[string]kv.Value{}
 	err = view.ShardRows(ctx, "n", shard, shards, func(key []byte, v kv.Value) error {
+		v.Data = append([]byte(nil), v.Data...) // only valid during the call
 		want[string(key)] = v
-		v.Data = append([]byte(nil), v.Data...)
 		b.Ops = append(b.Ops, kv.Op{Kind: kv.OpRestore, Namespace: "n", Key: append([]byte(nil), key...), Restored: v})
 		return nil
 	})
