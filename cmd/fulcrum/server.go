@@ -34,7 +34,14 @@ address the others reach it on; for three machines:
       --peers "1=db1:7381,2=db2:7381,3=db3:7381" --data-dir /var/lib/fulcrum
 
 and the same on db2 and db3 with --cluster-id 2 and 3. --cluster-name,
---shards and --replicas must agree on every member too.
+--shards and --replicas must agree on every member too. A later node joins
+a running cluster through any member's HTTP address, with no id or peers:
+
+  fulcrum server --join db1:7380 --peer-addr db4:7381 --data-dir /var/lib/fulcrum
+
+It gets an id (kept in its data directory), follows the control plane as a
+non-voting learner, and serves every request by forwarding it (shards are
+not moved onto it yet).
 `
 
 // ServerMain is "fulcrum server".
@@ -71,6 +78,7 @@ func (m *ServerMain) ParseFlags(ctx context.Context, args []string) error {
 	clusterName := fs.String("cluster-name", "", "cluster `name`; members of other clusters are refused (overrides cluster.name)")
 	shards := fs.Int("shards", 0, "`number` of shards of the default namespace (overrides cluster.shards)")
 	replicas := fs.Int("replicas", 0, "replicas of each shard, capped to the number of nodes (overrides cluster.replicas)")
+	joinAddr := fs.String("join", "", "HTTP `host:port` of a running member to join through; the node gets its id there (overrides cluster.join)")
 	pos, err := cl.parse(args)
 	if err != nil {
 		return err
@@ -121,16 +129,18 @@ func (m *ServerMain) ParseFlags(ctx context.Context, args []string) error {
 			cfg.Cluster.Shards = *shards
 		case "replicas":
 			cfg.Cluster.Replicas = *replicas
+		case "join":
+			cfg.Cluster.Join = *joinAddr
 		}
 	})
 	if cfg.NodeID == "" {
 		cfg.NodeID = m.hostNodeID()
 	}
 	problems := config.Problems(cfg.Validate())
-	if len(clusterFlags) > 0 && cfg.Cluster.ID == 0 {
+	if len(clusterFlags) > 0 && !cfg.Cluster.Member() {
 		// Validate ignores [cluster] on a node that runs alone; a flag
 		// given for it is a mistake the operator wants to hear about.
-		problems = append(problems, fmt.Errorf("%s given, but cluster.id is 0 (the node would run alone): set --cluster-id or [cluster] id",
+		problems = append(problems, fmt.Errorf("%s given, but cluster.id is 0 (the node would run alone): set --cluster-id or [cluster] id, or --join",
 			strings.Join(clusterFlags, ", ")))
 	}
 	if len(problems) > 0 {

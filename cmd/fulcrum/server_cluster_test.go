@@ -88,9 +88,9 @@ func TestServerClusterFlagErrors(t *testing.T) {
 				"  cluster.shards: 0 is not between 1 and 1024\n" +
 				"  cluster.replicas: 9 is not between 1 and 7\n"},
 		{"cluster flags on a lone node", []string{"--peers", "1=a:1", "--shards", "4"},
-			head + "  --peers, --shards given, but cluster.id is 0 (the node would run alone): set --cluster-id or [cluster] id\n"},
+			head + "  --peers, --shards given, but cluster.id is 0 (the node would run alone): set --cluster-id or [cluster] id, or --join\n"},
 		{"cluster id 0 with a file", []string{"--config", path, "--cluster-id", "0", "--replicas", "1"},
-			head + "  --replicas given, but cluster.id is 0 (the node would run alone): set --cluster-id or [cluster] id\n"},
+			head + "  --replicas given, but cluster.id is 0 (the node would run alone): set --cluster-id or [cluster] id, or --join\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,6 +59,9 @@ type Config struct {
 	Cluster Cluster `toml:"cluster"`
 }
 
+// Member reports whether the node is (or joins) a cluster.
+func (c Cluster) Member() bool { return c.ID != 0 || c.Join != "" }
+
 // Cluster configures replication. The initial members are static (Peers);
 // every member must list the same peers.
 type Cluster struct {
@@ -70,6 +73,11 @@ type Cluster struct {
 	// Peers lists every initial member, this node included, as
 	// "ID=host:port" with the address the others reach it on.
 	Peers []string `toml:"peers"`
+	// Join, when set, is the HTTP address of a running member: a node
+	// with no id asks it for one, joins as a learner of the control plane
+	// (a non-voting member that serves requests by forwarding them), and
+	// keeps the id it got in its data directory for restarts.
+	Join string `toml:"join"`
 	// Name is checked when nodes connect, so two clusters never mix.
 	Name string `toml:"name"`
 	// Shards and Replicas lay out the default namespace; replicas above
@@ -202,6 +210,7 @@ func Default() Config {
 			ID:             0,
 			PeerAddr:       "127.0.0.1:7381",
 			Peers:          []string{},
+			Join:           "",
 			Name:           "fulcrum",
 			Shards:         16,
 			Replicas:       3,

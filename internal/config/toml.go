@@ -85,6 +85,10 @@ func (c Config) TOML() string {
 	w.key("peers", "["+strings.Join(peers, ", ")+"]",
 		`Every initial member, this node included, as "ID=host:port" (the address`,
 		"the others reach it on). All members list the same peers.")
+	w.key("join", quote(c.Cluster.Join),
+		"HTTP host:port of a running member to join through (then leave id at 0",
+		"and peers empty): the node gets an id, keeps it in its data directory,",
+		"and serves every request by forwarding it to the shards' replicas.")
 	w.key("name", quote(c.Cluster.Name), "Cluster name; nodes of different clusters refuse each other.")
 	w.key("shards", strconv.Itoa(c.Cluster.Shards), "Shards of the default namespace (1-1024).")
 	w.key("replicas", strconv.Itoa(c.Cluster.Replicas),

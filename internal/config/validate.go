@@ -208,7 +208,7 @@ func validNodeID(id string) bool {
 
 func (v *validator) cluster(c Config) {
 	cl := c.Cluster
-	if cl.ID == 0 {
+	if !cl.Member() {
 		return
 	}
 	peerOK := v.addr("cluster.peer_addr", cl.PeerAddr)
@@ -216,8 +216,12 @@ func (v *validator) cluster(c Config) {
 		v.distinctAddrs("cluster.peer_addr", cl.PeerAddr, "resp.addr", c.RESP.Addr)
 		v.distinctAddrs("cluster.peer_addr", cl.PeerAddr, "http.addr", c.HTTP.Addr)
 	}
-	peers, err := cl.PeerMap()
-	if err != nil {
+	if cl.Join != "" {
+		v.addr("cluster.join", cl.Join)
+		if cl.ID != 0 || len(cl.Peers) > 0 {
+			v.addf("cluster.join: a joining node gets its id and peers from the cluster; leave cluster.id at 0 and cluster.peers empty")
+		}
+	} else if peers, err := cl.PeerMap(); err != nil {
 		v.addf("cluster.peers: %v", err)
 	} else if _, ok := peers[cl.ID]; !ok {
 		v.addf("cluster.peers must list this node (cluster.id = %d)", cl.ID)

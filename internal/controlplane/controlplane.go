@@ -29,6 +29,7 @@ const (
 	memberPrefix = "member/"
 	nsPrefix     = "ns/"
 	groupCounter = "next_group"
+	nodeCounter  = "next_node"
 )
 
 // Engine is what the control plane needs from the strong engine.
@@ -404,10 +405,28 @@ func (s *Service) bootstrapOnce(ctx context.Context, self Member, def kv.Policy,
 	if len(v.Members) < members {
 		return kv.Errorf(kv.CodeUnavailable, "waiting for members: %d of %d registered", len(v.Members), members)
 	}
+	// Node ids handed to joining nodes start after the initial members'.
+	maxID := v.MemberIDs()[len(v.Members)-1]
+	if _, err := s.write(actx, kv.Op{Kind: kv.OpSet, Key: []byte(nodeCounter), Value: []byte(strconv.FormatUint(maxID, 10)), Cond: kv.CondAbsent}); err != nil {
+		return err
+	}
 	def.Replicas = min(def.Replicas, len(v.Members))
 	_, err := s.CreateNamespace(actx, "default", def)
 	if kv.CodeOf(err) == kv.CodeConflict {
 		return nil // another member won the race
 	}
 	return err
+}
+
+// AllocateNodeID hands out an id no member has had, for a joining node.
+func (s *Service) AllocateNodeID(ctx context.Context) (uint64, error) {
+	res, err := s.write(ctx, kv.Op{Kind: kv.OpIncrBy, Key: []byte(nodeCounter), Delta: 1})
+	if err != nil {
+		return 0, err
+	}
+	id, err := strconv.ParseUint(string(res[0].Cur.Data), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("control plane: node counter %q: %w", res[0].Cur.Data, err)
+	}
+	return id, nil
 }

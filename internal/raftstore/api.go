@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	pb "go.etcd.io/raft/v3/raftpb"
+
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
@@ -98,4 +100,37 @@ func (n *Node) Leader(group uint64) uint64 {
 		return 0
 	}
 	return st.Leader
+}
+
+// AddLearner makes node a learner (a non-voting replica that receives the
+// log) of the group and returns once the change is applied here. The
+// node must create its replica of the group (with no Peers) to catch up.
+// Adding a node that is already a member is a no-op change.
+func (n *Node) AddLearner(ctx context.Context, group, node uint64) error {
+	t := pb.ConfChangeAddLearnerNode
+	return n.changeMembership(ctx, group, &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: &t, NodeId: &node}}})
+}
+
+func (n *Node) changeMembership(ctx context.Context, group uint64, cc *pb.ConfChangeV2) error {
+	p := &proposal{
+		id:   n.seq.Add(1),
+		ctx:  ctx,
+		cc:   cc,
+		done: make(chan proposalResult, 1),
+	}
+	cc.Context = appendProposer(nil, proposer{n.cfg.NodeID, n.incarnation, p.id})
+	if err := n.post(ctx, func(l *loop) { l.propose(group, p) }); err != nil {
+		return err
+	}
+	select {
+	case r := <-p.done:
+		return r.err
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(propPending, propAbandoned) {
+			return n.unavailable(group, ctx.Err())
+		}
+		return kv.Errorf(kv.CodeTimeout, "outcome unknown: membership change of group %d: %w", group, ctx.Err())
+	case <-n.done:
+		return ErrClosed
+	}
 }

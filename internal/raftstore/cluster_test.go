@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -404,5 +405,42 @@ func TestRestartAllKeepsAcknowledged(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("%s after restart: %v %v", key, ok, err)
 		}
+	}
+}
+
+// A node added as a learner receives the whole log (or a snapshot) and
+// serves linearizable reads, without voting.
+func TestAddLearnerCatchesUp(t *testing.T) {
+	c := newTestCluster(t, 6, 3, 1, func(cfg *Config) { cfg.CompactAfter = 40 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lead := c.leader(1, 5*time.Second)
+	for i := 0; i < 100; i++ {
+		if _, err := c.node(lead).Write(ctx, 1, set(fmt.Sprintf("k%d", i%20), fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Node 4 starts with the group but no peers: it waits to be added.
+	c.specs[0].Peers = nil
+	if err := c.start(4, vfs.NewCrashableMem()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.node(2).AddLearner(ctx, 1, 4); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := c.node(2).Status(1)
+	if !slices.Contains(st.Learners, 4) || slices.Contains(st.Voters, 4) {
+		t.Fatalf("after AddLearner: voters %v learners %v", st.Voters, st.Learners)
+	}
+	if _, err := c.node(lead).Write(ctx, 1, set("k0", "last")); err != nil {
+		t.Fatal(err)
+	}
+	v, ok, err := c.node(4).Get(ctx, 1, testNS, []byte("k0"))
+	if err != nil || !ok || string(v.Data) != "last" {
+		t.Fatalf("learner read: %q %v %v", v.Data, ok, err)
+	}
+	v, ok, err = c.node(4).Get(ctx, 1, testNS, []byte("k19"))
+	if err != nil || !ok || string(v.Data) != "99" {
+		t.Fatalf("learner read of an old key: %q %v %v", v.Data, ok, err)
 	}
 }

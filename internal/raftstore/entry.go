@@ -40,6 +40,24 @@ func encodeEntry(dst []byte, p proposer, b *kv.Batch) []byte {
 	return kv.AppendBatch(dst, b)
 }
 
+// appendProposer encodes p alone: the Context of a conf change.
+func appendProposer(dst []byte, p proposer) []byte {
+	dst = binary.AppendUvarint(dst, p.node)
+	dst = binary.AppendUvarint(dst, p.incarnation)
+	return binary.AppendUvarint(dst, p.id)
+}
+
+func decodeProposer(src []byte) (p proposer, ok bool) {
+	for _, f := range []*uint64{&p.node, &p.incarnation, &p.id} {
+		v, n := binary.Uvarint(src)
+		if n <= 0 {
+			return p, false
+		}
+		*f, src = v, src[n:]
+	}
+	return p, true
+}
+
 func decodeEntry(data []byte) (p proposer, b kv.Batch, err error) {
 	if len(data) == 0 || data[0] != entryWrite {
 		return p, b, fmt.Errorf("raftstore: unknown entry kind %v", firstByte(data))

@@ -40,6 +40,8 @@ type group struct {
 	lead        uint64
 	// hsTerm and hsVote are the last hard state handed to the log.
 	hsTerm, hsVote uint64
+	// confChanged asks for the status to be published after this round.
+	confChanged bool
 	// campaignAt, when set, is the applied index after which this replica
 	// starts an election: raft refuses to campaign while the bootstrap's
 	// conf changes are unapplied.
@@ -56,6 +58,8 @@ type proposal struct {
 	id   uint64
 	ctx  context.Context
 	data []byte
+	// cc, when set, makes this a membership change instead of a write.
+	cc *pb.ConfChangeV2
 	// state decides, race-free between the loop and the waiting caller,
 	// whether a timeout means "never written" (UNAVAILABLE) or "outcome
 	// unknown" (TIMEOUT): the loop moves pending->offered before handing
@@ -315,7 +319,12 @@ func (l *loop) offer(g *group, p *proposal) bool {
 	if !p.state.CompareAndSwap(propPending, propOffered) {
 		return true // the caller gave up and answered UNAVAILABLE
 	}
-	err := g.rn.Propose(p.data)
+	var err error
+	if p.cc != nil {
+		err = g.rn.ProposeConfChange(p.cc)
+	} else {
+		err = g.rn.Propose(p.data)
+	}
 	if errors.Is(err, raft.ErrProposalDropped) {
 		// Not in any log. Going back to pending is safe: a caller that
 		// looked meanwhile answered "unknown", which is always true.
@@ -537,7 +546,8 @@ func (l *loop) handleReady() error {
 			l.n.metrics.leaderChanges.Add(1)
 		}
 		p.g.rn.Advance(p.rd)
-		if p.rd.SoftState != nil {
+		if p.rd.SoftState != nil || p.g.confChanged {
+			p.g.confChanged = false
 			l.publish(p.g)
 		}
 	}
@@ -648,11 +658,15 @@ func (l *loop) apply(readies []pendingReady) error {
 				b = dec
 				l.n.clock.Update(b.Timestamp)
 			case pb.EntryConfChange, pb.EntryConfChangeV2:
-				cs, err := l.applyConfChange(g, e)
+				cs, ctx, err := l.applyConfChange(g, e)
 				if err != nil {
 					return err
 				}
 				confBatch.SetConfState(g.spec.ID, cs)
+				if from, ok := decodeProposer(ctx); ok && from.node == l.n.cfg.NodeID && from.incarnation == l.n.incarnation {
+					ref.p = g.proposals[from.id]
+					delete(g.proposals, from.id)
+				}
 			}
 			b.Revision = idx
 			b.Shard, b.Shards = g.spec.Shard, g.spec.Shards
@@ -694,24 +708,28 @@ func (l *loop) apply(readies []pendingReady) error {
 	return nil
 }
 
-func (l *loop) applyConfChange(g *group, e *pb.Entry) (*pb.ConfState, error) {
+// applyConfChange applies a membership change and returns the new conf
+// state and the change's context (who proposed it).
+func (l *loop) applyConfChange(g *group, e *pb.Entry) (*pb.ConfState, []byte, error) {
 	var cc pb.ConfChangeI
+	var ctx []byte
 	if e.GetType() == pb.EntryConfChange {
 		var c pb.ConfChange
 		if err := proto.Unmarshal(e.Data, &c); err != nil {
-			return nil, fmt.Errorf("group %d: conf change at %d: %w", g.spec.ID, e.GetIndex(), err)
+			return nil, nil, fmt.Errorf("group %d: conf change at %d: %w", g.spec.ID, e.GetIndex(), err)
 		}
-		cc = &c
+		cc, ctx = &c, c.Context
 	} else {
 		var c pb.ConfChangeV2
 		if err := proto.Unmarshal(e.Data, &c); err != nil {
-			return nil, fmt.Errorf("group %d: conf change at %d: %w", g.spec.ID, e.GetIndex(), err)
+			return nil, nil, fmt.Errorf("group %d: conf change at %d: %w", g.spec.ID, e.GetIndex(), err)
 		}
-		cc = &c
+		cc, ctx = &c, c.Context
 	}
 	cs := g.rn.ApplyConfChange(cc)
 	g.confState = cs
-	return cs, nil
+	g.confChanged = true
+	return cs, ctx, nil
 }
 
 // fillSnapshot replaces the metadata-only snapshot raft asked to send

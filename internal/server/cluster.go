@@ -1,18 +1,23 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/config"
@@ -30,15 +35,18 @@ import (
 // transport, the Raft log, the strong engine, the control plane and the
 // router in front.
 type cluster struct {
-	id     uint64
-	peers  map[uint64]string
-	store  *storage.Store
-	tr     *transport.TCP
-	log    *raftlog.Store
-	node   *raftstore.Node
-	meta   *controlplane.Service
-	router *router.Router
-	logger *slog.Logger
+	id    uint64
+	peers map[uint64]string
+	store *storage.Store
+	tr    *transport.TCP
+	log   *raftlog.Store
+	node  *raftstore.Node
+	meta  *controlplane.Service
+	// metaRef is meta for the transport's resolver, which runs before
+	// meta exists.
+	metaRef atomic.Pointer[controlplane.Service]
+	router  *router.Router
+	logger  *slog.Logger
 
 	// groups are the data groups this node runs, by id (touched only by
 	// reconcile, on the control plane's goroutine).
@@ -56,12 +64,22 @@ func clusterDirs(cfg config.Config) (state, raftDir string) {
 	return filepath.Join(cfg.Data.Dir, "state"), filepath.Join(cfg.Data.Dir, "raft")
 }
 
-// openCluster joins the static cluster cfg describes, on top of the
-// node's state machine st. On error nothing it opened is left open.
+// openCluster makes the node a member of the cluster cfg describes (the
+// static initial members, or joining a running cluster through
+// cluster.join), on top of the node's state machine st. On error nothing
+// it opened is left open.
 func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now func() time.Time) (*cluster, error) {
 	cc := cfg.Cluster
-	peers, err := cc.PeerMap()
-	if err != nil {
+	joining := cc.Join != ""
+	var (
+		peers map[uint64]string
+		err   error
+	)
+	if joining {
+		if cc.ID, peers, err = join(cfg, logger); err != nil {
+			return nil, err
+		}
+	} else if peers, err = cc.PeerMap(); err != nil {
 		return nil, err
 	}
 	ids := make([]uint64, 0, len(peers))
@@ -74,7 +92,15 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	tcfg.ID = transport.NodeID(cc.ID)
 	tcfg.ListenAddr = cc.PeerAddr
 	tcfg.ClusterID = cc.Name
+	// Addresses come from the control plane's member records once they
+	// are loaded (members that joined later are only there), else from the
+	// static list.
 	tcfg.Resolve = func(id transport.NodeID) (string, bool) {
+		if m := c.metaRef.Load(); m != nil {
+			if mem, ok := m.View().Members[uint64(id)]; ok && mem.PeerAddr != "" {
+				return mem.PeerAddr, true
+			}
+		}
 		a, ok := peers[uint64(id)]
 		return a, ok
 	}
@@ -116,11 +142,16 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	meta := raftstore.GroupSpec{ID: controlplane.MetaGroup, Namespace: controlplane.MetaNamespace, Shard: 0, Shards: 1, Peers: ids, Campaign: ids[0] == cc.ID}
+	if joining {
+		// A learner of the control plane: it gets the log from the leader.
+		meta.Peers, meta.Campaign = nil, false
+	}
 	if err := c.node.CreateGroup(ctx, meta); err != nil {
 		c.closeEngine()
 		return nil, fmt.Errorf("cluster: control plane group: %w", err)
 	}
 	c.meta = controlplane.New(controlplane.Config{Engine: c.node, Store: st, Logger: logger.With("component", "controlplane"), Now: now})
+	c.metaRef.Store(c.meta)
 	c.router, err = router.New(router.Config{
 		Self: cc.ID, Engine: c.node, Store: st, Transport: c.tr,
 		Refresh: c.meta.Refresh,
@@ -144,6 +175,9 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
+		if joining {
+			return // the member that let us in registered us
+		}
 		if err := c.meta.Bootstrap(bctx, self, def, len(ids)); err != nil && bctx.Err() == nil {
 			logger.Error("cluster bootstrap failed", "err", err)
 		}
@@ -380,6 +414,190 @@ func (c *cluster) info() []resp.InfoField {
 		{Name: "fulcrum_raft_snapshots_applied", Value: strconv.FormatUint(e.SnapshotsApplied, 10)},
 		{Name: "fulcrum_raft_log_syncs", Value: strconv.FormatUint(e.PersistSyncs, 10)},
 	}
+}
+
+// JoinRequest is the body of POST /v1/cluster/join: the joining node's
+// addresses.
+type JoinRequest struct {
+	PeerAddr string `json:"peer_addr"`
+	RESPAddr string `json:"resp_addr,omitempty"`
+	HTTPAddr string `json:"http_addr,omitempty"`
+}
+
+// JoinResponse tells a joining node who it is and who the others are.
+type JoinResponse struct {
+	ID      uint64                `json:"id"`
+	Members []controlplane.Member `json:"members"`
+}
+
+// admit serves POST /v1/cluster/join: it gives the node an id, records its
+// addresses, and adds it to the control plane's group as a learner.
+func (c *cluster) admit(w http.ResponseWriter, r *http.Request) {
+	fail := func(err error) {
+		w.Header().Set("Content-Type", "application/json")
+		code := kv.CodeOf(err)
+		w.WriteHeader(code.HTTPStatus())
+		_ = json.NewEncoder(w).Encode(map[string]string{"code": string(code), "message": err.Error()})
+	}
+	if r.Method != http.MethodPost {
+		fail(kv.Errorf(kv.CodeInvalid, "method %s not allowed on /v1/cluster/join (allowed: POST)", r.Method))
+		return
+	}
+	var req JoinRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		fail(kv.Errorf(kv.CodeInvalid, "join request: %v", err))
+		return
+	}
+	if _, _, err := net.SplitHostPort(req.PeerAddr); err != nil {
+		fail(kv.Errorf(kv.CodeInvalid, "join request: peer_addr %q is not host:port", req.PeerAddr))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	id, err := c.meta.AllocateNodeID(ctx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	m := controlplane.Member{ID: id, PeerAddr: req.PeerAddr, RESPAddr: req.RESPAddr, HTTPAddr: req.HTTPAddr}
+	if err := c.meta.RegisterMember(ctx, m); err != nil {
+		fail(err)
+		return
+	}
+	if err := c.node.AddLearner(ctx, controlplane.MetaGroup, id); err != nil {
+		fail(err)
+		return
+	}
+	if err := c.meta.Refresh(ctx); err != nil {
+		fail(err)
+		return
+	}
+	v := c.meta.View()
+	resp := JoinResponse{ID: id}
+	for _, mid := range v.MemberIDs() {
+		resp.Members = append(resp.Members, v.Members[mid])
+	}
+	c.logger.Info("node joined", "id", id, "peer_addr", req.PeerAddr)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// joinIDFile keeps a joined node's id across restarts.
+const joinIDFile = "cluster-id"
+
+// join returns this node's id and the members' peer addresses: from the
+// id file of an earlier join, or by asking cfg.Cluster.Join.
+func join(cfg config.Config, logger *slog.Logger) (uint64, map[uint64]string, error) {
+	path := filepath.Join(cfg.Data.Dir, joinIDFile)
+	if b, err := os.ReadFile(path); err == nil {
+		id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || id == 0 {
+			return 0, nil, fmt.Errorf("cluster: %s: %q is not a node id", path, b)
+		}
+		// The members' addresses come from the local copy of the
+		// control plane (and are re-learned through the join address's
+		// node otherwise).
+		peers, err := joinPeers(cfg, id, logger)
+		if err != nil {
+			peers = map[uint64]string{id: cfg.Cluster.PeerAddr}
+		}
+		return id, peers, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, nil, fmt.Errorf("cluster: %w", err)
+	}
+	body, _ := json.Marshal(JoinRequest{PeerAddr: cfg.Cluster.PeerAddr, RESPAddr: cfg.RESP.Addr, HTTPAddr: cfg.HTTP.Addr})
+	var resp JoinResponse
+	if err := postJSON("http://"+cfg.Cluster.Join+"/v1/cluster/join", body, &resp); err != nil {
+		return 0, nil, fmt.Errorf("cluster: join through %s: %w", cfg.Cluster.Join, err)
+	}
+	if err := os.MkdirAll(cfg.Data.Dir, 0o755); err != nil {
+		return 0, nil, fmt.Errorf("cluster: %w", err)
+	}
+	if err := writeFileSync(path, []byte(strconv.FormatUint(resp.ID, 10)+"\n")); err != nil {
+		return 0, nil, fmt.Errorf("cluster: keep the node id: %w", err)
+	}
+	logger.Info("joined the cluster", "id", resp.ID, "through", cfg.Cluster.Join)
+	peers := make(map[uint64]string)
+	for _, m := range resp.Members {
+		peers[m.ID] = m.PeerAddr
+	}
+	return resp.ID, peers, nil
+}
+
+// joinPeers asks the join address for the current members (a restarted
+// joined node whose local metadata may be behind).
+func joinPeers(cfg config.Config, id uint64, logger *slog.Logger) (map[uint64]string, error) {
+	var st ClusterStatus
+	if err := getJSON("http://"+cfg.Cluster.Join+"/v1/cluster", &st); err != nil {
+		logger.Warn("cannot reach the join address; using local metadata only", "err", err)
+		return nil, err
+	}
+	peers := map[uint64]string{id: cfg.Cluster.PeerAddr}
+	for _, m := range st.Members {
+		peers[m.ID] = m.PeerAddr
+	}
+	return peers, nil
+}
+
+var joinClient = &http.Client{Timeout: 15 * time.Second}
+
+func postJSON(url string, body []byte, out any) error {
+	resp, err := joinClient.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	return decodeReply(resp, out)
+}
+
+func getJSON(url string, out any) error {
+	resp, err := joinClient.Get(url)
+	if err != nil {
+		return err
+	}
+	return decodeReply(resp, out)
+}
+
+func decodeReply(resp *http.Response, out any) error {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return json.Unmarshal(b, out)
+}
+
+// writeFileSync writes a small file durably (file and directory synced).
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // namespaceAdmin is the control plane's namespace management for the

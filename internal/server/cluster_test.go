@@ -293,3 +293,65 @@ func TestClusterRestartRebalancesLeaders(t *testing.T) {
 		t.Fatalf("restarted node read %q %v", got, err)
 	}
 }
+
+// A node joins a running cluster through any member's HTTP address: it
+// gets an id, learns the metadata, serves every request by forwarding, and
+// keeps its id across a restart.
+func TestClusterJoin(t *testing.T) {
+	cfgs := clusterConfigs(t, 3)
+	var nodes []*Server
+	for _, cfg := range cfgs {
+		s, _ := startNode(t, cfg)
+		nodes = append(nodes, s)
+	}
+	ctx := context.Background()
+	c1 := redis.NewClient(&redis.Options{Addr: nodes[0].RESPAddr(), MaxRetries: -1})
+	defer c1.Close()
+	retry(t, 10*time.Second, func() error { return c1.Set(ctx, "j", "1", 0).Err() })
+
+	jcfg := testConfig(t)
+	jcfg.Cluster.Join = nodes[1].HTTPAddr()
+	jcfg.Cluster.PeerAddr = freePorts(t, 1)[0]
+	jcfg.Cluster.Tick = cfgs[0].Cluster.Tick
+	jcfg.Cluster.RequestTimeout = cfgs[0].Cluster.RequestTimeout
+	joined, stop := startNode(t, jcfg)
+	if joined.cluster.id != 4 {
+		t.Fatalf("joined node got id %d, want 4", joined.cluster.id)
+	}
+	cj := redis.NewClient(&redis.Options{Addr: joined.RESPAddr(), MaxRetries: -1})
+	defer cj.Close()
+	retry(t, 10*time.Second, func() error {
+		got, err := cj.Get(ctx, "j").Result()
+		if err != nil || got != "1" {
+			return fmt.Errorf("read through the joined node: %q %v", got, err)
+		}
+		return cj.Set(ctx, "j", "2", 0).Err()
+	})
+	if got, err := c1.Get(ctx, "j").Result(); err != nil || got != "2" {
+		t.Fatalf("write through the joined node not seen: %q %v", got, err)
+	}
+	st := nodes[0].cluster.status()
+	if len(st.Members) != 4 {
+		t.Fatalf("members after join: %+v", st.Members)
+	}
+	// Restart: same id, no second join.
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := startNode(t, jcfg)
+	if again.cluster.id != 4 {
+		t.Fatalf("restarted joined node has id %d", again.cluster.id)
+	}
+	ca := redis.NewClient(&redis.Options{Addr: again.RESPAddr(), MaxRetries: -1})
+	defer ca.Close()
+	retry(t, 10*time.Second, func() error {
+		got, err := ca.Get(ctx, "j").Result()
+		if err != nil || got != "2" {
+			return fmt.Errorf("after restart: %q %v", got, err)
+		}
+		return nil
+	})
+	if n := len(nodes[0].cluster.status().Members); n != 4 {
+		t.Fatalf("restart registered a new member: %d members", n)
+	}
+}

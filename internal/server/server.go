@@ -79,7 +79,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 	}
 	limits := cfg.Limits.KV()
 	dir, sync := cfg.Data.Dir, storage.SyncMode(cfg.Data.Sync)
-	if cfg.Cluster.ID != 0 {
+	if cfg.Cluster.Member() {
 		// A member's durable record is its Raft log, synced on every
 		// append; the state machine is rebuilt from it after a crash, so
 		// syncing it too would only double the fsyncs.
@@ -114,7 +114,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		resp.NamespaceAdmin
 		httpapi.NamespaceAdmin
 	}
-	if cfg.Cluster.ID != 0 {
+	if cfg.Cluster.Member() {
 		if s.cluster, err = openCluster(cfg, st, logger, s.now); err != nil {
 			st.Close()
 			return nil, fmt.Errorf("server: %w", err)
@@ -183,6 +183,10 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 			defer s.httpGate.inflight.Done()
 			if s.cluster != nil && r.URL.Path == "/v1/cluster" {
 				s.cluster.serveStatus(w, r)
+				return
+			}
+			if s.cluster != nil && r.URL.Path == "/v1/cluster/join" {
+				s.cluster.admit(w, r)
 				return
 			}
 			h.ServeHTTP(w, r)
