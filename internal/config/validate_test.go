@@ -36,9 +36,18 @@ func TestValidate(t *testing.T) {
 			[]string{`cluster.peers: "x=b:1" is not ID=host:port with ID a number from 1`}},
 		{"cluster peers dup", func(c *Config) { c.Cluster.ID = 1; c.Cluster.Peers = []string{"1=a:1", "1=b:1"} },
 			[]string{"cluster.peers: node 1 is listed twice"}},
-		{"cluster shards", func(c *Config) { c.Cluster.ID = 1; c.Cluster.Peers = []string{"1=a:1"}; c.Cluster.Shards = 0; c.Cluster.ElectionTicks = 2 },
+		{"cluster shards", func(c *Config) {
+			c.Cluster.ID = 1
+			c.Cluster.Peers = []string{"1=a:1"}
+			c.Cluster.Shards = 0
+			c.Cluster.ElectionTicks = 2
+		},
 			[]string{"cluster.shards: 0 is not between 1 and 1024", "cluster.election_ticks: 2 is below 3 (a leader would be suspected after every missed heartbeat)"}},
-		{"cluster peer addr clash", func(c *Config) { c.Cluster.ID = 1; c.Cluster.Peers = []string{"1=a:1"}; c.Cluster.PeerAddr = c.RESP.Addr },
+		{"cluster peer addr clash", func(c *Config) {
+			c.Cluster.ID = 1
+			c.Cluster.Peers = []string{"1=a:1"}
+			c.Cluster.PeerAddr = c.RESP.Addr
+		},
 			[]string{"cluster.peer_addr and resp.addr are both 127.0.0.1:7379"}},
 		{"cluster join ok", func(c *Config) { c.Cluster.Join = "db1:7380" }, nil},
 		{"cluster join with id", func(c *Config) { c.Cluster.Join = "db1:7380"; c.Cluster.ID = 4 },
