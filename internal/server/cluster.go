@@ -141,8 +141,9 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	// id campaigns first so a new cluster has its metadata leader at once.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	meta := raftstore.GroupSpec{ID: controlplane.MetaGroup, Namespace: controlplane.MetaNamespace, Shard: 0, Shards: 1, Peers: ids, Campaign: ids[0] == cc.ID}
-	if joining {
+	voters := metaVoters(ids)
+	meta := raftstore.GroupSpec{ID: controlplane.MetaGroup, Namespace: controlplane.MetaNamespace, Shard: 0, Shards: 1, Peers: voters, Campaign: ids[0] == cc.ID}
+	if joining || !slices.Contains(voters, cc.ID) {
 		// A learner of the control plane: it gets the log from the leader.
 		meta.Peers, meta.Campaign = nil, false
 	}
@@ -177,6 +178,22 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		defer c.wg.Done()
 		if joining {
 			return // the member that let us in registered us
+		}
+		// The first voter makes the other initial members learners of the
+		// control plane (adding an existing learner changes nothing); they
+		// can register, and so let bootstrap finish, only after that.
+		if cc.ID == voters[0] {
+			for _, id := range ids[len(voters):] {
+				for bctx.Err() == nil {
+					actx, cancel := context.WithTimeout(bctx, 5*time.Second)
+					err := c.node.AddLearner(actx, controlplane.MetaGroup, id)
+					cancel()
+					if err == nil {
+						break
+					}
+					logger.Warn("cannot add a control-plane learner yet", "node", id, "err", err)
+				}
+			}
 		}
 		if err := c.meta.Bootstrap(bctx, self, def, len(ids)); err != nil && bctx.Err() == nil {
 			logger.Error("cluster bootstrap failed", "err", err)
@@ -235,6 +252,19 @@ func (c *cluster) balanceLeaders(ctx context.Context, metaPreferred uint64) {
 		}
 		wg.Wait()
 	}
+}
+
+// metaVoters picks the control plane's voters among the initial members:
+// 5 from 5 members on, else 3 from 3 on (an even count adds no fault
+// tolerance), else all; the rest follow as learners.
+func metaVoters(ids []uint64) []uint64 {
+	switch {
+	case len(ids) >= 5:
+		return ids[:5]
+	case len(ids) >= 3:
+		return ids[:3]
+	}
+	return ids
 }
 
 // setAddrs records the bound client addresses (known after Run listens)

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fulcrumdb/fulcrum/internal/config"
+	"github.com/fulcrumdb/fulcrum/internal/controlplane"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
@@ -234,6 +235,15 @@ func TestClusterForwardsToReplicas(t *testing.T) {
 			}
 		}
 	}
+	// Four initial members: three vote in the control plane, the fourth
+	// follows it as a learner.
+	retry(t, 5*time.Second, func() error {
+		st, _ := nodes[0].cluster.node.Status(controlplane.MetaGroup)
+		if fmt.Sprint(st.Voters) != "[1 2 3]" || fmt.Sprint(st.Learners) != "[4]" {
+			return fmt.Errorf("control plane voters %v learners %v", st.Voters, st.Learners)
+		}
+		return nil
+	})
 	// A multi-key write spanning local and remote shards.
 	if err := clients[3].MSet(ctx, "f1", "a", "f2", "b", "f3", "c", "f4", "d").Err(); err != nil {
 		t.Fatal(err)
