@@ -25,7 +25,8 @@ const etcdTimeout = 5 * time.Second
 // EtcdTarget is an etcd v3 cluster driven through the official Go client
 // (go.etcd.io/etcd/client/v3). Reads are linearizable Range requests (the
 // client's default, not WithSerializable), writes are Put, deletes are
-// Delete; a missing key is not an error. Every client is given all the
+// Delete, CASes are a Txn If(ModRevision(key) == last seen).Then(Put); a
+// missing key is not an error. Every client is given all the
 // endpoints and its requests are spread over them round-robin by the
 // client's balancer, so writes and reads reaching a follower are forwarded
 // to (or confirmed with) the leader by etcd itself, as in production.
@@ -90,6 +91,9 @@ func (t *EtcdTarget) Name() string { return t.name }
 
 // Kind implements Target.
 func (t *EtcdTarget) Kind() string { return "etcd" }
+
+// casCapable marks EtcdTarget as running CASes: a Txn on ModRevision.
+func (t *EtcdTarget) casCapable() {}
 
 // Addr implements Target: the endpoints, comma-separated.
 func (t *EtcdTarget) Addr() string { return strings.Join(t.endpoints, ",") }
@@ -193,6 +197,7 @@ type etcdConn struct {
 	kv      clientv3.KV
 	release func() error
 	once    sync.Once
+	seen    *versionCache // ModRevisions; nil until the first CAS
 }
 
 // Do implements Conn. etcd has no pipelining, so requests go one after
@@ -200,18 +205,71 @@ type etcdConn struct {
 func (c *etcdConn) Do(ctx context.Context, reqs []Request, errs []error) {
 	for i, r := range reqs {
 		rctx, cancel := context.WithTimeout(ctx, etcdTimeout)
-		var err error
-		switch r.Op {
-		case OpRead:
-			_, err = c.kv.Get(rctx, string(r.Key))
-		case OpDelete:
-			_, err = c.kv.Delete(rctx, string(r.Key))
-		default:
-			_, err = c.kv.Put(rctx, string(r.Key), string(r.Value))
-		}
+		errs[i] = c.do(rctx, r)
 		cancel()
-		errs[i] = etcdError(err)
 	}
+}
+
+// do sends one request and notes the key's ModRevision in c.seen (0: the
+// key is absent), for CASes.
+func (c *etcdConn) do(ctx context.Context, r Request) error {
+	key := string(r.Key)
+	switch r.Op {
+	case OpRead:
+		resp, err := c.kv.Get(ctx, key)
+		if err != nil {
+			return etcdError(err)
+		}
+		var rev int64
+		if len(resp.Kvs) > 0 {
+			rev = resp.Kvs[0].ModRevision
+		}
+		c.seen.set(r.Key, seen{version: uint64(rev), exists: rev != 0})
+	case OpDelete:
+		if _, err := c.kv.Delete(ctx, key); err != nil {
+			return etcdError(err)
+		}
+		c.seen.set(r.Key, seen{})
+	case OpCAS:
+		return c.cas(ctx, r)
+	default:
+		resp, err := c.kv.Put(ctx, key, string(r.Value))
+		if err != nil {
+			return etcdError(err)
+		}
+		c.seen.set(r.Key, seen{version: uint64(resp.Header.Revision), exists: true})
+	}
+	return nil
+}
+
+// cas is a Txn putting the value if the key's ModRevision is still the
+// one this client last saw (0: still absent). A key never seen is read
+// first, in the same operation, as a client would.
+func (c *etcdConn) cas(ctx context.Context, r Request) error {
+	if c.seen == nil {
+		c.seen = newVersionCache()
+	}
+	s, ok := c.seen.get(r.Key)
+	if !ok {
+		if err := c.do(ctx, Request{Op: OpRead, Key: r.Key}); err != nil {
+			return err
+		}
+		s, _ = c.seen.get(r.Key)
+	}
+	key := string(r.Key)
+	resp, err := c.kv.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", int64(s.version))).
+		Then(clientv3.OpPut(key, string(r.Value))).
+		Commit()
+	if err != nil {
+		return etcdError(err)
+	}
+	if !resp.Succeeded {
+		c.seen.forget(r.Key)
+		return ErrConflict
+	}
+	c.seen.set(r.Key, seen{version: uint64(resp.Header.Revision), exists: true})
+	return nil
 }
 
 func (c *etcdConn) Close() error {

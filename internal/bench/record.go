@@ -1,14 +1,17 @@
 package bench
 
 import (
+	"errors"
 	"sync"
 	"time"
 )
 
-// opHists holds a histogram and error counts per operation.
+// opHists holds a histogram, error counts and failed-precondition counts
+// per operation.
 type opHists struct {
-	hist [numOps]*Histogram
-	errs [numOps]map[string]int64
+	hist      [numOps]*Histogram
+	errs      [numOps]map[string]int64
+	conflicts [numOps]int64
 }
 
 func newOpHists() *opHists {
@@ -27,6 +30,7 @@ func (h *opHists) merge(o *opHists) {
 		for c, n := range o.errs[i] {
 			h.errs[i][c] += n
 		}
+		h.conflicts[i] += o.conflicts[i]
 	}
 }
 
@@ -34,6 +38,7 @@ func (h *opHists) reset() {
 	for i := range h.hist {
 		h.hist[i].Reset()
 		clear(h.errs[i])
+		h.conflicts[i] = 0
 	}
 }
 
@@ -73,10 +78,16 @@ func newRecorder() *recorder {
 
 // record counts one operation: its latency if it succeeded, its error code
 // otherwise (a failed request's latency would mix timeouts into the
-// percentiles).
+// percentiles). A CAS whose precondition failed (ErrConflict) completed
+// normally: its latency is recorded and it is counted as a conflict.
 func (r *recorder) record(op Op, d time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if errors.Is(err, ErrConflict) {
+		r.mu.h.conflicts[op]++
+		r.mu.h.hist[op].Record(d)
+		return
+	}
 	if err != nil {
 		r.mu.h.errs[op][ErrorCode(err)]++
 		return

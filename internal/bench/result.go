@@ -46,11 +46,13 @@ func (r *RunResult) Total() OpStats {
 }
 
 // OpStats summarizes one operation type. Latencies are in milliseconds and
-// cover successful requests; failed ones are counted in Errors.
+// cover completed requests; failed ones are counted in Errors. Conflicts
+// counts the CASes among Count whose precondition did not hold.
 type OpStats struct {
 	Op        string  `json:"op"`
 	Count     int64   `json:"count"`
 	Errors    int64   `json:"errors"`
+	Conflicts int64   `json:"conflicts,omitempty"`
 	OpsPerSec float64 `json:"ops_per_sec"`
 	P50Ms     float64 `json:"p50_ms"`
 	P90Ms     float64 `json:"p90_ms"`
@@ -155,13 +157,14 @@ func ReadResult(path string) (*Result, error) {
 // WriteCSV writes one row per run and operation.
 func (r *Result) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"target", "kind", "mode", "clients", "pipeline", "offered_rate", "op", "count", "errors", "ops_per_sec", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"})
+	// conflicts is last so that scripts reading columns by number still work.
+	_ = cw.Write([]string{"target", "kind", "mode", "clients", "pipeline", "offered_rate", "op", "count", "errors", "ops_per_sec", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "conflicts"})
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	for _, run := range r.Runs {
 		for _, o := range run.Ops {
 			_ = cw.Write([]string{run.Target, run.Kind, run.Mode, strconv.Itoa(run.Clients), strconv.Itoa(run.Pipeline),
 				f(run.OfferedRate), o.Op, strconv.FormatInt(o.Count, 10), strconv.FormatInt(o.Errors, 10),
-				f(o.OpsPerSec), f(o.P50Ms), f(o.P90Ms), f(o.P99Ms), f(o.P999Ms), f(o.MaxMs)})
+				f(o.OpsPerSec), f(o.P50Ms), f(o.P90Ms), f(o.P99Ms), f(o.P999Ms), f(o.MaxMs), strconv.FormatInt(o.Conflicts, 10)})
 		}
 	}
 	cw.Flush()
@@ -169,14 +172,27 @@ func (r *Result) WriteCSV(w io.Writer) error {
 }
 
 // WriteTable prints the final table: per run and operation, throughput,
-// latency percentiles and errors, then the error codes and generator lag.
+// latency percentiles and errors (and CAS conflicts when a run has CASes),
+// then the error codes and generator lag.
 func WriteTable(w io.Writer, runs []RunResult) error {
+	withCAS := false
+	for _, r := range runs {
+		withCAS = withCAS || r.Workload.CASRatio > 0
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tload\top\tops/s\tp50\tp90\tp99\tp999\tmax\terrors\t")
+	head := "target\tload\top\tops/s\tp50\tp90\tp99\tp999\tmax\terrors\t"
+	if withCAS {
+		head += "cas_conflict\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range runs {
 		for _, o := range r.Ops {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t\n", r.Target, r.Load(), o.Op, o.OpsPerSec,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t", r.Target, r.Load(), o.Op, o.OpsPerSec,
 				fmtMs(o.P50Ms), fmtMs(o.P90Ms), fmtMs(o.P99Ms), fmtMs(o.P999Ms), fmtMs(o.MaxMs), o.Errors)
+			if withCAS {
+				fmt.Fprintf(tw, "%d\t", o.Conflicts)
+			}
+			fmt.Fprintln(tw)
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -107,6 +107,9 @@ func Run(ctx context.Context, cfg Config) ([]RunResult, error) {
 		if cfg.Pipeline > 1 && t.Kind() != "resp" {
 			return nil, fmt.Errorf("target %s: %s cannot pipeline (pipeline %d)", t.Name(), t.Kind(), cfg.Pipeline)
 		}
+		if err := CheckTarget(t, cfg.Workload); err != nil {
+			return nil, err
+		}
 	}
 	runs := make([]*targetRun, len(cfg.Targets))
 	defer func() {
@@ -350,7 +353,7 @@ func client(ctx context.Context, cfg *Config, c Conn, rec *recorder, rng *rand.R
 			op := w.pickOp(rng)
 			keyBufs[j] = w.key(keyBufs[j], keys.next(rng))
 			reqs[j] = Request{Op: op, Key: keyBufs[j]}
-			if op == OpWrite {
+			if op == OpWrite || op == OpCAS {
 				reqs[j].Value = val
 			}
 		}
@@ -411,7 +414,7 @@ func (r *targetRun) result(cfg *Config) RunResult {
 			res.Lag.MeanMs = ms(r.lag.Total / time.Duration(r.lag.Sent))
 		}
 	}
-	var errTotal int64
+	var errTotal, conflictTotal int64
 	for op := range numOps {
 		var ne int64
 		for code, n := range r.total.errs[op] {
@@ -423,10 +426,15 @@ func (r *targetRun) result(cfg *Config) RunResult {
 		if h.Count() == 0 && ne == 0 {
 			continue
 		}
-		res.Ops = append(res.Ops, opStats(op.String(), h, ne, r.elapsed))
+		s := opStats(op.String(), h, ne, r.elapsed)
+		s.Conflicts = r.total.conflicts[op]
+		conflictTotal += s.Conflicts
+		res.Ops = append(res.Ops, s)
 	}
 	all := r.total.all()
-	res.Ops = append(res.Ops, opStats("total", all, errTotal, r.elapsed))
+	tot := opStats("total", all, errTotal, r.elapsed)
+	tot.Conflicts = conflictTotal
+	res.Ops = append(res.Ops, tot)
 	res.CDF = all.CDF(cdfQuantiles)
 	res.hist = all
 	return res

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -208,8 +209,16 @@ type respConn struct {
 	cmds []redis.Cmder
 }
 
+// errRESPCAS answers an OpCAS on a RESP connection; CheckTarget refuses
+// such a workload before it starts.
+var errRESPCAS = errors.New("resp has no compare-and-set")
+
 func respCmd(ctx context.Context, c redis.Cmdable, r Request) redis.Cmder {
 	switch r.Op {
+	case OpCAS:
+		cmd := redis.NewStatusCmd(ctx) // not sent: a SET would not be a CAS
+		cmd.SetErr(errRESPCAS)
+		return cmd
 	case OpRead:
 		return c.Get(ctx, string(r.Key))
 	case OpDelete:
@@ -256,6 +265,9 @@ func (t *HTTPTarget) Name() string { return t.name }
 
 // Kind implements Target.
 func (t *HTTPTarget) Kind() string { return "http" }
+
+// casCapable marks HTTPTarget as running CASes: a PUT with If-Match.
+func (t *HTTPTarget) casCapable() {}
 
 // Addr implements Target.
 func (t *HTTPTarget) Addr() string { return strings.Join(t.addrs, ",") }
@@ -313,16 +325,52 @@ type httpConn struct {
 	client *http.Client
 	tr     *http.Transport
 	base   string
+	seen   *versionCache // nil until the first CAS
 }
 
 func (c *httpConn) Do(ctx context.Context, reqs []Request, errs []error) {
 	// HTTP/1.1 has no usable pipelining: requests go one after another.
 	for i, r := range reqs {
-		errs[i] = c.do(ctx, r)
+		if r.Op == OpCAS {
+			errs[i] = c.cas(ctx, r)
+			continue
+		}
+		errs[i] = c.do(ctx, r, "", "")
 	}
 }
 
-func (c *httpConn) do(ctx context.Context, r Request) error {
+// cas is a PUT conditional on the version this client last saw of the key
+// (If-Match), or on its absence (If-None-Match: *). A key never seen is
+// read first, in the same operation, as a client would.
+func (c *httpConn) cas(ctx context.Context, r Request) error {
+	if c.seen == nil {
+		c.seen = newVersionCache()
+	}
+	s, ok := c.seen.get(r.Key)
+	if !ok {
+		if err := c.do(ctx, Request{Op: OpRead, Key: r.Key}, "", ""); err != nil {
+			return err
+		}
+		if s, ok = c.seen.get(r.Key); !ok {
+			return fmt.Errorf("cas %q: the read returned no version", r.Key)
+		}
+	}
+	hdr, val := "If-None-Match", "*"
+	if s.exists {
+		hdr, val = "If-Match", `"`+strconv.FormatUint(s.version, 10)+`"`
+	}
+	err := c.do(ctx, Request{Op: OpWrite, Key: r.Key, Value: r.Value}, hdr, val)
+	var ce *codedError
+	if errors.As(err, &ce) && ce.code == "CONFLICT" {
+		c.seen.forget(r.Key)
+		return ErrConflict
+	}
+	return err
+}
+
+// do sends one request, with the header hdr: val if hdr is not empty, and
+// notes the key's version in c.seen (when there is one).
+func (c *httpConn) do(ctx context.Context, r Request, hdr, val string) error {
 	method, body := http.MethodGet, io.Reader(nil)
 	switch r.Op {
 	case OpWrite:
@@ -339,12 +387,16 @@ func (c *httpConn) do(ctx context.Context, r Request) error {
 	} else {
 		req.Header.Set("Accept", "application/octet-stream")
 	}
+	if hdr != "" {
+		req.Header.Set(hdr, val)
+	}
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 300 || resp.StatusCode == http.StatusNotFound && r.Op != OpWrite {
+		c.noteVersion(r, resp)
 		_, err := io.Copy(io.Discard, resp.Body)
 		return err
 	}
@@ -357,6 +409,25 @@ func (c *httpConn) do(ctx context.Context, r Request) error {
 		return &codedError{code: eb.Code, msg: eb.Message}
 	}
 	return &codedError{code: fmt.Sprintf("HTTP_%d", resp.StatusCode), msg: strings.TrimSpace(string(data))}
+}
+
+// noteVersion records what a successful answer says of the key: its
+// version (the Fulcrum-Version header of a GET or PUT), or its absence
+// (a 404, or a DELETE).
+func (c *httpConn) noteVersion(r Request, resp *http.Response) {
+	if c.seen == nil {
+		return
+	}
+	if resp.StatusCode == http.StatusNotFound || r.Op == OpDelete {
+		c.seen.set(r.Key, seen{})
+		return
+	}
+	v, err := strconv.ParseUint(resp.Header.Get("Fulcrum-Version"), 10, 64)
+	if err != nil {
+		c.seen.forget(r.Key) // no version: the next CAS reads first
+		return
+	}
+	c.seen.set(r.Key, seen{version: v, exists: true})
 }
 
 func (c *httpConn) Close() error {

@@ -17,6 +17,11 @@ const (
 	OpRead Op = iota
 	OpWrite
 	OpDelete
+	// OpCAS is a compare-and-set: a write conditional on the key still
+	// being at the version this client last saw (read first if it has
+	// seen none). A failed condition is an outcome, ErrConflict, not an
+	// error. Only the http and etcd targets have one (see CheckTarget).
+	OpCAS
 	numOps
 )
 
@@ -28,14 +33,17 @@ func (o Op) String() string {
 		return "write"
 	case OpDelete:
 		return "delete"
+	case OpCAS:
+		return "cas"
 	}
 	return "op" + strconv.Itoa(int(o))
 }
 
 // Workload describes the requests: the operation mix and the keys.
 type Workload struct {
-	ReadRatio   float64 `json:"read_ratio"`          // fraction of reads; the rest are writes and deletes
+	ReadRatio   float64 `json:"read_ratio"`          // fraction of reads; the rest are writes, deletes and CASes
 	DeleteRatio float64 `json:"delete_ratio"`        // fraction of deletes
+	CASRatio    float64 `json:"cas_ratio,omitempty"` // fraction of compare-and-sets
 	Keys        int     `json:"keys"`                // keyspace size
 	ValueSize   int     `json:"value_size"`          // bytes per written value
 	Dist        string  `json:"dist"`                // uniform, zipfian, latest, sequential
@@ -59,6 +67,8 @@ func (w Workload) Validate() error {
 		return fmt.Errorf("read ratio %v is not in [0,1]", w.ReadRatio)
 	case w.DeleteRatio < 0 || w.ReadRatio+w.DeleteRatio > 1:
 		return fmt.Errorf("delete ratio %v: read+delete must be in [0,1]", w.DeleteRatio)
+	case w.CASRatio < 0 || w.ReadRatio+w.DeleteRatio+w.CASRatio > 1+1e-9:
+		return fmt.Errorf("cas ratio %v: read+delete+cas must be in [0,1]", w.CASRatio)
 	case w.Keys < 1:
 		return fmt.Errorf("keyspace %d must be at least 1", w.Keys)
 	case w.ValueSize < 0:
@@ -68,7 +78,8 @@ func (w Workload) Validate() error {
 	return err
 }
 
-// pickOp draws an operation from the mix.
+// pickOp draws an operation from the mix: one uniform draw cut into
+// [read | delete | cas | write] intervals of the ratios' widths.
 func (w Workload) pickOp(rng *rand.Rand) Op {
 	x := rng.Float64()
 	switch {
@@ -76,6 +87,8 @@ func (w Workload) pickOp(rng *rand.Rand) Op {
 		return OpRead
 	case x < w.ReadRatio+w.DeleteRatio:
 		return OpDelete
+	case x < w.ReadRatio+w.DeleteRatio+w.CASRatio:
+		return OpCAS
 	}
 	return OpWrite
 }

@@ -39,15 +39,26 @@ func TestLinearizable(t *testing.T) {
 	for i := 0; i < seeds; i++ {
 		seed := *linFirst + int64(i)
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			runLinearizable(t, seed, *linDuration)
+			runLinearizable(t, seed, *linDuration, nil)
+		})
+	}
+}
+
+// With lease reads (no clock drift in one process) the histories must be
+// just as linearizable.
+func TestLinearizableLeaseReads(t *testing.T) {
+	lease := func(c *Config) { c.LeaseReads, c.MaxClockDrift = true, 10*time.Millisecond }
+	for seed := int64(101); seed <= 102; seed++ {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			runLinearizable(t, seed, *linDuration, lease)
 		})
 	}
 }
 
 // runLinearizable runs clients against a 3-node, 2-shard cluster while a
 // nemesis injects one fault kind after another, then checks the history.
-func runLinearizable(t *testing.T, seed int64, dur time.Duration) {
-	c := newTestCluster(t, seed, 3, 2, nil)
+func runLinearizable(t *testing.T, seed int64, dur time.Duration, mutate func(*Config)) {
+	c := newTestCluster(t, seed, 3, 2, mutate)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x11))
 	rec := lincheck.NewRecorder()
 	keys := []string{"a", "b", "c", "d"}

@@ -228,7 +228,7 @@ func (l *loop) createGroup(spec GroupSpec) error {
 		MaxInflightMsgs:           cfg.MaxInflight,
 		CheckQuorum:               true,
 		PreVote:                   true,
-		ReadOnlyOption:            raft.ReadOnlySafe,
+		ReadOnlyOption:            readOption(cfg.LeaseReads),
 		StepDownOnRemoval:         true,
 		Logger:                    raftLogger{cfg.Logger.With("group", spec.ID)},
 	}
@@ -259,6 +259,13 @@ func (l *loop) createGroup(spec GroupSpec) error {
 	l.groups[spec.ID] = g
 	l.publish(g)
 	return nil
+}
+
+func readOption(lease bool) raft.ReadOnlyOption {
+	if lease {
+		return raft.ReadOnlyLeaseBased
+	}
+	return raft.ReadOnlySafe
 }
 
 func (l *loop) readApplied(id uint64) (uint64, uint64, error) {
