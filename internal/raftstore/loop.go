@@ -553,6 +553,14 @@ func (l *loop) handleReady() error {
 			l.n.metrics.leaderChanges.Add(1)
 		}
 		p.g.rn.Advance(p.rd)
+		// Campaign only once raft itself counts the bootstrap's conf
+		// changes as applied, i.e. after Advance.
+		if g := p.g; g.campaignAt != 0 && g.applied >= g.campaignAt {
+			g.campaignAt = 0
+			if g.rn.BasicStatus().Lead == 0 {
+				_ = g.rn.Campaign() // best effort: elections happen anyway
+			}
+		}
 		if p.rd.SoftState != nil || p.g.confChanged {
 			p.g.confChanged = false
 			l.publish(p.g)
@@ -705,12 +713,6 @@ func (l *loop) apply(readies []pendingReady) error {
 	}
 	for _, p := range readies {
 		l.releaseReads(p.g)
-		if g := p.g; g.campaignAt != 0 && g.applied >= g.campaignAt {
-			g.campaignAt = 0
-			if g.rn.BasicStatus().Lead == 0 {
-				_ = g.rn.Campaign() // best effort: elections happen anyway
-			}
-		}
 	}
 	return nil
 }
