@@ -13,6 +13,15 @@
 #   QUICK=1 scripts/bench-vs-etcd.sh          # quick run, about 1.5 min (2s; QUICK_DUR=4s for 4s)
 #   OUT=dir PROFILE=1 scripts/bench-vs-etcd.sh    # keep the results (JSON, CSV, tables) in dir, and
 #                                             # take 10s CPU profiles of Fulcrum node 1 (writes, reads)
+#   PLOT=1 scripts/bench-vs-etcd.sh           # also the curves and CAS (below); about 2x the time
+#
+# PLOT=1 adds concurrency sweeps (1, 4, 16, 64, 256 clients) of writes and
+# of linearizable reads, Fulcrum with client i on node i mod 3 against the
+# first etcd setting, and copies their latency-vs-throughput charts to
+# docs/figures/strong-{writes,reads}-fulcrum-vs-etcd.svg (FIGURES=dir to
+# put them elsewhere); then a compare-and-set run (50% reads, 50% CAS at 1
+# and 16 clients): Fulcrum over HTTP (PUT with If-Match, 3 nodes) against
+# etcd (Txn If ModRevision == last read Then Put).
 #
 # Targets. Fulcrum (default durability: in a cluster the Raft log is
 # fsynced before a write is acknowledged; log level warn) twice: with every
@@ -261,6 +270,26 @@ for i in 1 2 3; do m0[$i]=$(raftm $i); done
 bench writes-c1 --read-ratio 0 --concurrency 1 --preload=false
 for i in 1 2 3; do m1[$i]=$(raftm $i); done
 bench reads --workload C --concurrency 16,64,256 --preload=false
+if [ -n "${PLOT:-}" ]; then
+	figures=${FIGURES:-docs/figures}
+	mkdir -p "$figures"
+	all_targets=("${targets[@]}")
+	etcd1=
+	for c in $ETCD_CONNS; do
+		q=
+		[ "$c" != 0 ] && q="?conns=$c"
+		etcd1="etcd=etcd://$(eclient 1),$(eclient 2),$(eclient 3)$q"
+		break
+	done
+	targets=(--target "fulcrum=resp://$(fresp 1),$(fresp 2),$(fresp 3)" --target "$etcd1")
+	bench curve-writes --read-ratio 0 --concurrency 1,4,16,64,256 --preload=false --plot "$out/curve-writes"
+	bench curve-reads --workload C --concurrency 1,4,16,64,256 --preload=false --plot "$out/curve-reads"
+	cp "$out/curve-writes/latency-throughput.svg" "$figures/strong-writes-fulcrum-vs-etcd.svg"
+	cp "$out/curve-reads/latency-throughput.svg" "$figures/strong-reads-fulcrum-vs-etcd.svg"
+	targets=(--target "fulcrum-http=http://$(fhttp 1),$(fhttp 2),$(fhttp 3)" --target "$etcd1")
+	bench cas --read-ratio 0.5 --cas-ratio 0.5 --concurrency 1,16 --preload=false
+	targets=("${all_targets[@]}")
+fi
 load_after=$(uptime)
 
 if [ -n "${PROFILE:-}" ]; then
@@ -359,6 +388,18 @@ if [ -n "${PROFILE:-}" ]; then
 		echo "CPU profile of Fulcrum node 1 (10s), $w at 64 clients, all on node 1 (top by cumulative time):"
 		sed -n '1,48p' "$out/fulcrum-node1-$w.top"
 	done
+fi
+if [ -n "${PLOT:-}" ]; then
+	echo
+	echo "figures: $figures/strong-writes-fulcrum-vs-etcd.svg, $figures/strong-reads-fulcrum-vs-etcd.svg"
+	echo
+	echo "compare-and-set (50% reads, 50% CAS; a CAS never seen by its client reads first, inside the CAS):"
+	echo '| clients | target | CAS ops/s | CAS p50 ms | CAS p99 ms | conflicts | read p50 ms | read p99 ms |'
+	echo '|---:|---|---:|---:|---:|---:|---:|---:|'
+	# Columns: 1 target, 4 clients, 7 op, 8 count, 10 ops/s, 11 p50, 13 p99, 16 conflicts.
+	awk -F, 'NR > 1 && $7 == "cas" { k = $4 " " $1; c[k] = sprintf("| %s | %s | %.0f | %.2f | %.2f | %.1f%% |", $4, $1, $10, $11, $13, 100 * $16 / $8) }
+		NR > 1 && $7 == "read" { r[$4 " " $1] = sprintf(" %.2f | %.2f |", $11, $13) }
+		END { for (k in c) print c[k] r[k] }' "$out"/cas/*.csv | sort -t'|' -k2,2n -k3,3
 fi
 [ -n "${OUT:-}" ] && echo "results in $out"
 exit 0

@@ -25,6 +25,13 @@ protocol server), http (Fulcrum's HTTP API) or etcd (an etcd v3 cluster:
 linearizable Range reads, Put writes). Several targets are measured in
 interleaved rounds so they share the machine's noise.
 
+The mix is reads, writes, deletes (--delete-ratio) and compare-and-sets
+(--cas-ratio): a CAS writes only if the key is still at the version the
+client last saw (reading it first, within the CAS, if it saw none): PUT
+with If-Match over http, a Txn on the ModRevision for etcd; resp has no
+versions, so CASes need an http or etcd target. A CAS whose key moved is
+counted as a cas_conflict, not an error.
+
 HOST:PORT may be a comma-separated list: resp and http connect client i to
 address i mod n (spreading clients over a cluster's nodes); etcd gives
 every client all the endpoints and lets its balancer spread the requests.
@@ -89,7 +96,8 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 		targets                    listFlag
 		workload, dist, conc, rate string
 		readRatio                  optionalFloat
-		deleteRatio, theta         float64
+		deleteRatio, casRatio      float64
+		theta                      float64
 		slo                        string
 		seed                       uint64
 	)
@@ -98,6 +106,7 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 	fs.StringVar(&workload, "workload", "", "YCSB preset: A (50% reads, 50% updates), B (95/5) or C (read only)")
 	fs.Var(&readRatio, "read-ratio", "`FRACTION` of reads, 0 to 1 (default: the preset's, else 0.95)")
 	fs.Float64Var(&deleteRatio, "delete-ratio", 0, "fraction of deletes")
+	fs.Float64Var(&casRatio, "cas-ratio", 0, "fraction of compare-and-sets: a write if the key is still at the version this client last saw, reading it first if never seen (http: PUT If-Match; etcd: Txn on ModRevision; not resp)")
 	fs.StringVar(&dist, "dist", "", "key distribution: uniform, zipfian, latest, sequential (default zipfian)")
 	fs.Float64Var(&theta, "theta", bench.DefaultTheta, "zipfian skew")
 	fs.IntVar(&m.cfg.Workload.Keys, "keys", 10000, "keyspace size")
@@ -157,13 +166,18 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 	if dist != "" {
 		w.Dist = dist
 	}
-	w.DeleteRatio, w.Theta = deleteRatio, theta
+	w.DeleteRatio, w.CASRatio, w.Theta = deleteRatio, casRatio, theta
 	w.Keys, w.ValueSize = m.cfg.Workload.Keys, m.cfg.Workload.ValueSize
 	w.Namespace, w.KeyPrefix = m.cfg.Workload.Namespace, m.cfg.Workload.KeyPrefix
 	if err := w.Validate(); err != nil {
 		return cl.usageErr("%v", err)
 	}
 	m.cfg.Workload = w
+	for _, t := range m.cfg.Targets {
+		if err := bench.CheckTarget(t, w); err != nil {
+			return cl.usageErr("--cas-ratio: %v", err)
+		}
+	}
 	if m.concurrency, err = parseInts(conc); err != nil {
 		return cl.usageErr("--concurrency: %v", err)
 	}

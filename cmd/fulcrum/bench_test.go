@@ -66,6 +66,8 @@ func TestBenchFlagErrors(t *testing.T) {
 		{"bench", "--target", "x=resp://127.0.0.1:1", "--concurrency", "0"},
 		{"bench", "--target", "x=resp://127.0.0.1:1", "--read-ratio", "2"},
 		{"bench", "--target", "x=resp://127.0.0.1:1", "--slo", "p42=1ms"},
+		{"bench", "--target", "x=resp://127.0.0.1:1", "--cas-ratio", "0.5"},
+		{"bench", "--target", "x=http://127.0.0.1:1", "--read-ratio", "0.6", "--cas-ratio", "0.5"},
 		{"bench", "compare", "only-one.json"},
 	} {
 		m, _, stderr := testMain(t)

@@ -1,9 +1,11 @@
 // Package bench is a load generator for key-value servers: it drives one or
 // more targets (Fulcrum or any Redis-protocol server over RESP, Fulcrum over
 // HTTP, an etcd v3 cluster through its official client, with linearizable
-// reads) with a YCSB-style workload in closed loop (N clients) or open loop
-// (a fixed arrival rate), records latency in HDR histograms per operation
-// and per interval, and reports tables, JSON and CSV results.
+// reads) with a YCSB-style workload (reads, writes, deletes and, on the
+// http and etcd targets, compare-and-sets) in closed loop (N clients) or
+// open loop (a fixed arrival rate), records latency in HDR histograms per
+// operation and per interval, and reports tables, JSON and CSV results. A
+// CAS whose precondition failed is counted as a conflict, not an error.
 //
 // Several targets in one run are measured in interleaved rounds (A, B, A,
 // B, ...) so that they share the machine's noise. In open loop, latency is

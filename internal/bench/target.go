@@ -252,7 +252,10 @@ func ignoreNil(err error) error {
 
 func (c *respConn) Close() error { return c.c.Close() }
 
-// HTTPTarget is Fulcrum's HTTP API, on one node or several.
+// HTTPTarget is Fulcrum's HTTP API, on one node or several: GET, PUT and
+// DELETE of /v1/namespaces/{ns}/keys/{key}; a CAS is a PUT with If-Match
+// on the version (Fulcrum-Version) the client last saw, or If-None-Match: *
+// if it saw the key absent.
 type HTTPTarget struct {
 	name  string
 	addrs []string
