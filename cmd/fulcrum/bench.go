@@ -79,6 +79,7 @@ type BenchMain struct {
 	sloSteps    int
 	outDir      string
 	plotDir     string
+	labels      map[string]string
 	seedGiven   bool
 }
 
@@ -93,7 +94,7 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 	m.Args = append([]string(nil), args...)
 	cl := newCmdline("bench", benchUsage, m.Stdout, m.Stderr)
 	var (
-		targets                    listFlag
+		targets, labels            listFlag
 		workload, dist, conc, rate string
 		readRatio                  optionalFloat
 		deleteRatio, casRatio      float64
@@ -103,6 +104,7 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 	)
 	fs := cl.fs
 	fs.Var(&targets, "target", "`NAME=KIND://HOST:PORT[,HOST:PORT...]` to drive (repeatable); KIND is resp, http or etcd")
+	fs.Var(&labels, "label", "`KEY=VALUE` recorded in the result (repeatable), e.g. nodes=3: a driver sweeping cluster sizes runs one bench per size and compares the labelled results")
 	fs.StringVar(&workload, "workload", "", "YCSB preset: A (50% reads, 50% updates), B (95/5) or C (read only)")
 	fs.Var(&readRatio, "read-ratio", "`FRACTION` of reads, 0 to 1 (default: the preset's, else 0.95)")
 	fs.Float64Var(&deleteRatio, "delete-ratio", 0, "fraction of deletes")
@@ -144,6 +146,16 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 	}
 	if len(targets) == 0 {
 		return cl.usageErr("at least one --target is required")
+	}
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return cl.usageErr("--label %q: want KEY=VALUE", l)
+		}
+		if m.labels == nil {
+			m.labels = make(map[string]string)
+		}
+		m.labels[k] = v
 	}
 	for _, s := range targets {
 		t, err := bench.ParseTarget(s)
@@ -311,6 +323,7 @@ func (m *BenchMain) Run(ctx context.Context) error {
 	res := &bench.Result{
 		Command: append([]string{"fulcrum", "bench"}, m.Args...),
 		Version: version, Seed: m.cfg.Seed, Start: time.Now().UTC(), Machine: bench.ThisMachine(),
+		Labels: m.labels,
 	}
 	var err error
 	if m.slo != nil {

@@ -20,7 +20,7 @@ func TestBenchSweepOutPlotCompare(t *testing.T) {
 	code := m.Run(context.Background(), []string{"bench",
 		"--target", "resp=resp://" + srv.RESPAddr(), "--target", "http=http://" + srv.HTTPAddr(),
 		"--workload", "A", "--keys", "200", "--concurrency", "1,2", "--duration", "400ms",
-		"--warmup", "0", "--interval", "200ms", "--seed", "7", "--out", dir, "--plot", dir})
+		"--warmup", "0", "--interval", "200ms", "--seed", "7", "--out", dir, "--plot", dir, "--label", "nodes=1"})
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -43,7 +43,7 @@ func TestBenchSweepOutPlotCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"command"`, `"go_version"`, `"cores"`, `"--workload"`, `"seed": 7`} {
+	for _, want := range []string{`"command"`, `"go_version"`, `"cores"`, `"--workload"`, `"seed": 7`, `"nodes": "1"`} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("result file lacks %s", want)
 		}
@@ -69,6 +69,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{"bench", "--target", "x=resp://127.0.0.1:1", "--cas-ratio", "0.5"},
 		{"bench", "--target", "x=http://127.0.0.1:1", "--read-ratio", "0.6", "--cas-ratio", "0.5"},
 		{"bench", "compare", "only-one.json"},
+		{"bench", "--target", "x=resp://127.0.0.1:1", "--label", "novalue"},
 	} {
 		m, _, stderr := testMain(t)
 		if code := m.Run(context.Background(), args); code != 2 {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -124,14 +125,17 @@ func ThisMachine() Machine {
 
 // Result is the file written for one invocation.
 type Result struct {
-	Command  []string    `json:"command"`
-	Version  string      `json:"version"`
-	Seed     uint64      `json:"seed"`
-	Start    time.Time   `json:"start"`
-	Machine  Machine     `json:"machine"`
-	Runs     []RunResult `json:"runs"`
-	SLO      []SLOResult `json:"slo,omitempty"`
-	Warnings []string    `json:"warnings,omitempty"`
+	Command []string  `json:"command"`
+	Version string    `json:"version"`
+	Seed    uint64    `json:"seed"`
+	Start   time.Time `json:"start"`
+	Machine Machine   `json:"machine"`
+	// Labels are what the caller said about the run (--label), e.g. the
+	// cluster size of one step of a node-count sweep.
+	Labels   map[string]string `json:"labels,omitempty"`
+	Runs     []RunResult       `json:"runs"`
+	SLO      []SLOResult       `json:"slo,omitempty"`
+	Warnings []string          `json:"warnings,omitempty"`
 }
 
 // WriteJSON writes r as indented JSON.
@@ -261,6 +265,9 @@ func Compare(w io.Writer, a, b *Result) error {
 	if len(pairs) == 0 {
 		return fmt.Errorf("nothing to compare: %d and %d runs", len(a.Runs), len(b.Runs))
 	}
+	if len(a.Labels) > 0 || len(b.Labels) > 0 {
+		fmt.Fprintf(w, "labels: A %s, B %s\n", formatLabels(a.Labels), formatLabels(b.Labels))
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "a\tb\top\tops/s a\tops/s b\tb/a\tp50 b/a\tp99 b/a\tp999 b/a\t")
 	ratio := func(x, y float64) string {
@@ -289,4 +296,21 @@ func Compare(w io.Writer, a, b *Result) error {
 		fmt.Fprintf(w, "(%d pairs compared: a has %d runs, b has %d)\n", len(pairs), len(a.Runs), len(b.Runs))
 	}
 	return nil
+}
+
+// formatLabels renders labels as k=v pairs in key order.
+func formatLabels(l map[string]string) string {
+	if len(l) == 0 {
+		return "(none)"
+	}
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return strings.Join(parts, " ")
 }

@@ -35,6 +35,15 @@ func TestCompare(t *testing.T) {
 	if err := Compare(&out, a, &Result{}); err == nil {
 		t.Error("comparing with an empty result: got nil error")
 	}
+	// Labels (one step of a node-count sweep each) are shown.
+	out.Reset()
+	a.Labels, b.Labels = map[string]string{"nodes": "3", "zone": "x"}, map[string]string{"nodes": "5"}
+	if err := Compare(&out, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, "labels: A nodes=3 zone=x, B nodes=5") {
+		t.Errorf("got:\n%s\nwant the labels line", s)
+	}
 }
 
 func TestWriteCSVAndTable(t *testing.T) {
