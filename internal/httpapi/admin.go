@@ -80,7 +80,7 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) error {
 // refusal of a lone node.
 func (h *Handler) adminRequest(r *http.Request) (NamespaceAdmin, string, error) {
 	if h.opts.Namespaces == nil {
-		return nil, "", kv.Errorf(kv.CodeNotSupported, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy")
+		return nil, "", kv.Errorf(kv.CodeDisabled, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy")
 	}
 	ns, err := namespace(r)
 	if err != nil {

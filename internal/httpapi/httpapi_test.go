@@ -749,8 +749,8 @@ func TestNamespaces(t *testing.T) {
 		t.Fatalf("namespaces %+v, want %+v", got, wantNS)
 	}
 	// A lone node has no namespace administration.
-	wantError(t, e.do("PUT", "/v1/namespaces/new", `{"shards":4}`), http.StatusNotImplemented, kv.CodeNotSupported, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy")
-	wantError(t, e.do("GET", "/v1/namespaces/alpha", nil), http.StatusNotImplemented, kv.CodeNotSupported, "")
+	wantError(t, e.do("PUT", "/v1/namespaces/new", `{"shards":4}`), http.StatusForbidden, kv.CodeDisabled, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy")
+	wantError(t, e.do("GET", "/v1/namespaces/alpha", nil), http.StatusForbidden, kv.CodeDisabled, "")
 }
 
 func TestProbesAndMetrics(t *testing.T) {

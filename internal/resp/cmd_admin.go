@@ -21,7 +21,7 @@ const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong] [REPL
 func cmdFulcrumNamespace(c *conn, args [][]byte) {
 	admin := c.s.opts.Namespaces
 	if admin == nil {
-		c.writeErr(kv.Errorf(kv.CodeNotSupported, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy"))
+		c.writeErr(kv.Errorf(kv.CodeDisabled, "this node runs alone: namespaces need no creating (they exist with their first key) and have no policy"))
 		return
 	}
 	// Administrative calls wait for the control plane's quorum, bounded.
