@@ -13,6 +13,9 @@
 //     which also bounds its forwarding hop; a forwarded request is retried
 //     on another replica only when the first could not be reached at all,
 //     so a write is never applied twice.
+//   - Scans are linearizable (every shard's read barrier first) and are
+//     served by a node with a replica of every shard of the namespace: this
+//     one, or one the scan is handed to in one hop.
 //   - A batch whose keys live in one shard is atomic. A batch spanning
 //     shards (MSET, DEL of many keys) is atomic per shard, not across
 //     shards; MSETNX across shards is refused because its all-or-nothing

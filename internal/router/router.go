@@ -311,7 +311,7 @@ func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, e
 	}
 	for s := 0; s < n.Shards; s++ {
 		if !r.local(n, s) {
-			return kv.ScanResult{}, kv.Errorf(kv.CodeNotSupported, "scan of %q needs every shard on one node; shard %d is not on node %d (cross-node scans are not built yet)", n.Name, s, r.cfg.Self)
+			return r.forwardScan(ctx, n, req)
 		}
 	}
 	errs := make([]error, n.Shards)
@@ -348,6 +348,52 @@ func (r *Router) Keyspace() []kv.NamespaceStats {
 // Count counts a namespace's keys in the replicas on this node.
 func (r *Router) Count(ns string) int64 { return r.cfg.Store.Count(ns) }
 
+// forwardScan hands a scan to a node holding a replica of every shard of
+// the namespace (a node that joined without replicas, or one of a cluster
+// with fewer replicas than nodes, has none of its own). Match runs here:
+// the remote returns every examined key, so Limit means the same.
+func (r *Router) forwardScan(ctx context.Context, n *Namespace, req kv.ScanRequest) (kv.ScanResult, error) {
+	var holders []uint64
+	for _, id := range n.Replicas[0] {
+		all := id != r.cfg.Self
+		for s := 1; s < n.Shards && all; s++ {
+			all = slices.Contains(n.Replicas[s], id)
+		}
+		if all {
+			holders = append(holders, id)
+		}
+	}
+	if len(holders) == 0 {
+		return kv.ScanResult{}, kv.Errorf(kv.CodeNotSupported, "scan of %q needs a node with every shard, and no node has them all (cross-node scans are not built yet)", n.Name)
+	}
+	msg := appendHeader(nil, opScan, 0)
+	msg = appendScanRequest(msg, req)
+	var last error
+	for _, id := range holders {
+		reply, err := r.cfg.Transport.Call(ctx, transport.NodeID(id), transport.KindForward, msg)
+		if err == nil {
+			res, err := decodeScanResult(reply)
+			if err != nil || req.Match == nil {
+				return res, err
+			}
+			kept := res.Entries[:0]
+			for _, e := range res.Entries {
+				if req.Match(e.Key) {
+					kept = append(kept, e)
+				}
+			}
+			res.Entries = kept
+			return res, nil
+		}
+		if !errors.Is(err, transport.ErrUnreachable) && !errors.Is(err, transport.ErrUnknownPeer) {
+			return kv.ScanResult{}, err
+		}
+		last = err
+	}
+	return kv.ScanResult{}, &kv.Error{Code: kv.CodeUnavailable, Err: last,
+		Message: fmt.Sprintf("scan of %q: no node with every shard reachable from node %d", n.Name, r.cfg.Self)}
+}
+
 // forward sends a request to the shard's replicas in order until one can
 // be reached. Only "unreachable" moves on to the next: any other outcome
 // (including a timeout) is final, so a write is never applied twice.
@@ -374,7 +420,108 @@ func (r *Router) forward(ctx context.Context, n *Namespace, shard int, req []byt
 const (
 	opWrite = 1
 	opGet   = 2
+	opScan  = 3
 )
+
+// appendScanRequest encodes what a remote needs of req (not Match).
+func appendScanRequest(dst []byte, req kv.ScanRequest) []byte {
+	dst = appendBytes(dst, []byte(req.Namespace))
+	dst = appendBytes(dst, req.Prefix)
+	if req.After != nil {
+		dst = append(dst, 1)
+		dst = appendBytes(dst, req.After)
+	} else {
+		dst = append(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(max(req.Limit, 0)))
+	if req.KeysOnly {
+		dst = append(dst, 1)
+	} else {
+		dst = append(dst, 0)
+	}
+	return binary.AppendVarint(dst, req.Now)
+}
+
+func decodeScanRequest(src []byte) (kv.ScanRequest, error) {
+	var req kv.ScanRequest
+	bad := kv.Errorf(kv.CodeInvalid, "router: corrupt forwarded scan")
+	ns, rest, err := readBytes(src)
+	if err != nil {
+		return req, err
+	}
+	prefix, rest, err := readBytes(rest)
+	if err != nil || len(rest) == 0 {
+		return req, bad
+	}
+	req.Namespace, req.Prefix = string(ns), prefix
+	hasAfter := rest[0] == 1
+	rest = rest[1:]
+	if hasAfter {
+		var after []byte
+		if after, rest, err = readBytes(rest); err != nil {
+			return req, err
+		}
+		req.After = append([]byte{}, after...)
+	}
+	limit, k := binary.Uvarint(rest)
+	if k <= 0 || limit > 1<<20 || len(rest) < k+1 {
+		return req, bad
+	}
+	req.Limit, req.KeysOnly = int(limit), rest[k] == 1
+	now, k2 := binary.Varint(rest[k+1:])
+	if k2 <= 0 {
+		return req, bad
+	}
+	req.Now = now
+	return req, nil
+}
+
+func appendScanResult(dst []byte, res kv.ScanResult) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(res.Entries)))
+	for _, e := range res.Entries {
+		dst = appendBytes(dst, e.Key)
+		dst = kv.AppendValue(dst, e.Value)
+	}
+	if res.Next != nil {
+		dst = append(dst, 1)
+		return appendBytes(dst, res.Next)
+	}
+	return append(dst, 0)
+}
+
+func decodeScanResult(src []byte) (kv.ScanResult, error) {
+	var res kv.ScanResult
+	bad := kv.Errorf(kv.CodeInternal, "router: corrupt forwarded scan reply")
+	n, k := binary.Uvarint(src)
+	if k <= 0 || n > uint64(len(src)) {
+		return res, bad
+	}
+	src = src[k:]
+	res.Entries = make([]kv.KeyValue, 0, n)
+	for i := uint64(0); i < n; i++ {
+		key, rest, err := readBytes(src)
+		if err != nil {
+			return res, bad
+		}
+		v, rest, err := kv.DecodeValue(rest)
+		if err != nil {
+			return res, bad
+		}
+		res.Entries = append(res.Entries, kv.KeyValue{Key: append([]byte(nil), key...), Value: v})
+		src = rest
+	}
+	if len(src) == 0 {
+		return res, bad
+	}
+	if src[0] == 1 {
+		next, _, err := readBytes(src[1:])
+		if err != nil {
+			return res, bad
+		}
+		res.Next = append([]byte{}, next...)
+	}
+	return res, nil
+}
 
 func appendHeader(dst []byte, op byte, group uint64) []byte {
 	dst = append(dst, op)
@@ -451,6 +598,26 @@ func (r *Router) Serve(ctx context.Context, from transport.NodeID, kind transpor
 			return []byte{0}, nil
 		}
 		return kv.AppendValue([]byte{1}, v), nil
+	case opScan:
+		req, err := decodeScanRequest(body)
+		if err != nil {
+			return nil, err
+		}
+		n, err := r.namespace(ctx, req.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		for s := 0; s < n.Shards; s++ {
+			if !r.local(n, s) {
+				// Never forward a forwarded scan: one hop only.
+				return nil, kv.Errorf(kv.CodeUnavailable, "node %d no longer has every shard of %q", r.cfg.Self, n.Name)
+			}
+		}
+		res, err := r.Scan(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return appendScanResult(nil, res), nil
 	}
 	return nil, kv.Errorf(kv.CodeInvalid, "router: unknown forwarded request %d from node %d", op, from)
 }

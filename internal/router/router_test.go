@@ -248,3 +248,32 @@ func TestWriteGoesToKnownLeader(t *testing.T) {
 		t.Fatal("with the leader unreachable the follower did not propose itself")
 	}
 }
+
+func TestScanCodec(t *testing.T) {
+	req := kv.ScanRequest{Namespace: "ns", Prefix: []byte("p"), After: []byte{}, Limit: 50, KeysOnly: true, Now: -7}
+	got, err := decodeScanRequest(appendScanRequest(nil, req))
+	if err != nil || got.Namespace != "ns" || string(got.Prefix) != "p" || got.After == nil || len(got.After) != 0 || got.Limit != 50 || !got.KeysOnly || got.Now != -7 {
+		t.Fatalf("request round trip: %+v %v", got, err)
+	}
+	req.After = nil
+	if got, _ := decodeScanRequest(appendScanRequest(nil, req)); got.After != nil {
+		t.Fatal("nil After became non-nil: the scan would not start at the beginning")
+	}
+	res := kv.ScanResult{Entries: []kv.KeyValue{{Key: []byte("a"), Value: kv.Value{Data: []byte("1"), Version: 3}}, {Key: []byte("b")}}, Next: []byte("b")}
+	enc := appendScanResult(nil, res)
+	back, err := decodeScanResult(enc)
+	if err != nil || len(back.Entries) != 2 || string(back.Entries[0].Key) != "a" || back.Entries[0].Value.Version != 3 || string(back.Next) != "b" {
+		t.Fatalf("result round trip: %+v %v", back, err)
+	}
+	for i := 0; i < len(enc); i++ {
+		if _, err := decodeScanResult(enc[:i]); err == nil {
+			t.Fatalf("truncated reply of %d bytes decoded", i)
+		}
+	}
+	msg := appendScanRequest(nil, req)
+	for i := 0; i < len(msg); i++ {
+		if _, err := decodeScanRequest(msg[:i]); err == nil {
+			t.Fatalf("truncated request of %d bytes decoded", i)
+		}
+	}
+}
