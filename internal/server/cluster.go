@@ -139,8 +139,9 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	}
 	c.tr.Handle(transport.KindRaft, c.node)
 
-	// The control plane's group spans every initial member; the smallest
-	// id campaigns first so a new cluster has its metadata leader at once.
+	// The control plane's group: the first 3 or 5 initial members vote (the
+	// smallest id campaigns at once, so a new cluster has its metadata
+	// leader quickly); the other members and joined nodes are learners.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	voters := metaVoters(ids)
