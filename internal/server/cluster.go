@@ -48,9 +48,12 @@ type cluster struct {
 	router  *router.Router
 	logger  *slog.Logger
 
-	// groups are the data groups this node runs, by id (touched only by
-	// reconcile, on the control plane's goroutine).
-	groups map[uint64]raftstore.GroupSpec
+	// groups are the data groups this node runs, by id; reconciling
+	// guards it (the control plane's subscriber and the retry both
+	// reconcile). reconcileFailed asks for a retry.
+	reconciling     sync.Mutex
+	groups          map[uint64]raftstore.GroupSpec
+	reconcileFailed atomic.Bool
 
 	// bg is the context of the background work (bootstrap, address
 	// registration); close cancels it.
@@ -213,7 +216,8 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 // back to their preferred replicas.
 const leaderBalanceInterval = 2 * time.Second
 
-// balanceLeaders gives back, every leaderBalanceInterval, each leadership
+// balanceLeaders retries a failed reconciliation and gives back, every
+// leaderBalanceInterval, each leadership
 // this node holds of a group whose preferred leader (the first replica in
 // the layout; for the control plane the smallest member id) is another
 // node that is fully caught up. After a failure and recovery the leaders
@@ -227,6 +231,9 @@ func (c *cluster) balanceLeaders(ctx context.Context, metaPreferred uint64) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if c.reconcileFailed.Load() {
+			c.reconcile(c.meta.View()) // a replica could not start or stop: try again
 		}
 		preferred := map[uint64]uint64{controlplane.MetaGroup: metaPreferred}
 		for _, ns := range c.meta.View().Namespaces {
@@ -297,8 +304,12 @@ func (c *cluster) setAddrs(respAddr, httpAddr string) {
 // groups the view places here and drops the ones it no longer does, then
 // hands the namespaces to the router.
 func (c *cluster) reconcile(v *controlplane.View) {
+	c.reconciling.Lock()
+	defer c.reconciling.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	failed := false
+	defer func() { c.reconcileFailed.Store(failed) }()
 	want := make(map[uint64]raftstore.GroupSpec)
 	var table []router.Namespace
 	for _, ns := range v.Namespaces {
@@ -319,6 +330,7 @@ func (c *cluster) reconcile(v *controlplane.View) {
 		}
 		if err := c.node.CreateGroup(ctx, spec); err != nil {
 			c.logger.Error("cannot start shard replica", "group", id, "namespace", spec.Namespace, "shard", spec.Shard, "err", err)
+			failed = true
 			continue
 		}
 		c.groups[id] = spec
@@ -331,6 +343,7 @@ func (c *cluster) reconcile(v *controlplane.View) {
 		// replica and delete its rows here.
 		if err := c.node.RemoveGroup(ctx, id); err != nil {
 			c.logger.Error("cannot stop shard replica", "group", id, "err", err)
+			failed = true
 			continue
 		}
 		flush := kv.Batch{Ops: []kv.Op{{Kind: kv.OpFlush, Namespace: spec.Namespace}}, Shard: spec.Shard, Shards: spec.Shards}
