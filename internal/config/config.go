@@ -92,11 +92,6 @@ type Cluster struct {
 	// ticks without news.
 	Tick          Duration `toml:"tick"`
 	ElectionTicks int      `toml:"election_ticks"`
-	// LeaseReads answers linearizable reads from the leader's lease
-	// instead of a quorum round per read; safe only if clock rates differ
-	// by at most MaxClockDrift, which must then be set.
-	LeaseReads    bool     `toml:"lease_reads"`
-	MaxClockDrift Duration `toml:"max_clock_drift"`
 }
 
 // Data configures the storage engine.
@@ -222,8 +217,6 @@ func Default() Config {
 			RequestTimeout: Duration(2 * time.Second),
 			Tick:           Duration(100 * time.Millisecond),
 			ElectionTicks:  10,
-			LeaseReads:     false,
-			MaxClockDrift:  0,
 		},
 	}
 }

@@ -99,13 +99,6 @@ func (c Config) TOML() string {
 	w.key("tick", quote(c.Cluster.Tick.String()), "Raft clock tick.")
 	w.key("election_ticks", strconv.Itoa(c.Cluster.ElectionTicks),
 		"Ticks without a heartbeat before a follower calls an election.")
-	w.key("lease_reads", strconv.FormatBool(c.Cluster.LeaseReads),
-		"Answer linearizable reads from the leader's lease (no quorum round per",
-		"read). Safe only while the nodes' clocks run at rates within",
-		"max_clock_drift of each other; off by default.")
-	w.key("max_clock_drift", quote(c.Cluster.MaxClockDrift.String()),
-		"Bound on clock drift that lease_reads relies on (above 0 and at most a",
-		"quarter of the election timeout, tick * election_ticks).")
 	return w.String()
 }
 

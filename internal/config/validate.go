@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
@@ -238,13 +237,6 @@ func (v *validator) cluster(c Config) {
 	}
 	v.positiveDuration("cluster.request_timeout", cl.RequestTimeout)
 	v.positiveDuration("cluster.tick", cl.Tick)
-	if cl.LeaseReads {
-		election := time.Duration(cl.Tick) * time.Duration(cl.ElectionTicks)
-		if cl.MaxClockDrift <= 0 || time.Duration(cl.MaxClockDrift) > election/4 {
-			v.addf("cluster.max_clock_drift: lease reads need a bound on clock drift above 0 and at most a quarter of the election timeout (%s); it is %s",
-				Duration(election/4), cl.MaxClockDrift)
-		}
-	}
 	if cl.ElectionTicks < 3 {
 		v.addf("cluster.election_ticks: %d is below 3 (a leader would be suspected after every missed heartbeat)", cl.ElectionTicks)
 	}

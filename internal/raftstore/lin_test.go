@@ -44,17 +44,6 @@ func TestLinearizable(t *testing.T) {
 	}
 }
 
-// With lease reads (no clock drift in one process) the histories must be
-// just as linearizable.
-func TestLinearizableLeaseReads(t *testing.T) {
-	lease := func(c *Config) { c.LeaseReads, c.MaxClockDrift = true, 10*time.Millisecond }
-	for seed := int64(101); seed <= 102; seed++ {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			runLinearizable(t, seed, *linDuration, lease)
-		})
-	}
-}
-
 // runLinearizable runs clients against a 3-node, 2-shard cluster while a
 // nemesis injects one fault kind after another, then checks the history.
 func runLinearizable(t *testing.T, seed int64, dur time.Duration, mutate func(*Config)) {

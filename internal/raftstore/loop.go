@@ -228,9 +228,11 @@ func (l *loop) createGroup(spec GroupSpec) error {
 		MaxInflightMsgs:           cfg.MaxInflight,
 		CheckQuorum:               true,
 		PreVote:                   true,
-		ReadOnlyOption:            readOption(cfg.LeaseReads),
-		StepDownOnRemoval:         true,
-		Logger:                    raftLogger{cfg.Logger.With("group", spec.ID)},
+		// Not ReadOnlyLeaseBased: porcupine caught it serving stale reads
+		// after leader transfers and partitions (see docs/cluster.md).
+		ReadOnlyOption:    raft.ReadOnlySafe,
+		StepDownOnRemoval: true,
+		Logger:            raftLogger{cfg.Logger.With("group", spec.ID)},
 	}
 	rn, err := raft.NewRawNode(rc)
 	if err != nil {
@@ -259,13 +261,6 @@ func (l *loop) createGroup(spec GroupSpec) error {
 	l.groups[spec.ID] = g
 	l.publish(g)
 	return nil
-}
-
-func readOption(lease bool) raft.ReadOnlyOption {
-	if lease {
-		return raft.ReadOnlyLeaseBased
-	}
-	return raft.ReadOnlySafe
 }
 
 func (l *loop) readApplied(id uint64) (uint64, uint64, error) {

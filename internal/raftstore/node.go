@@ -49,13 +49,6 @@ type Config struct {
 	CompactAfter uint64
 	// MaxInflight bounds unacknowledged append messages per follower.
 	MaxInflight int
-	// LeaseReads serves linearizable reads from the leader's lease
-	// (raft's ReadOnlyLeaseBased: no quorum round per read) instead of a
-	// ReadIndex round. It is safe only while the nodes' clocks run at
-	// rates within MaxClockDrift of each other, which must then be set
-	// (at most a quarter of the election timeout). Off by default.
-	LeaseReads    bool
-	MaxClockDrift time.Duration
 	// Now is the wall clock for batch times and the HLC (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -79,12 +72,6 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.HeartbeatTicks >= c.ElectionTicks {
 		return fmt.Errorf("raftstore: HeartbeatTicks (%d) must be below ElectionTicks (%d)", c.HeartbeatTicks, c.ElectionTicks)
-	}
-	if c.LeaseReads {
-		election := time.Duration(c.ElectionTicks) * c.TickInterval
-		if c.MaxClockDrift <= 0 || c.MaxClockDrift > election/4 {
-			return fmt.Errorf("raftstore: lease reads need a clock drift bound between 0 and a quarter of the election timeout (%v), got %v", election/4, c.MaxClockDrift)
-		}
 	}
 	if c.CompactAfter == 0 {
 		c.CompactAfter = 10000

@@ -130,8 +130,6 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		Store:         st,
 		TickInterval:  time.Duration(cc.Tick),
 		ElectionTicks: cc.ElectionTicks,
-		LeaseReads:    cc.LeaseReads,
-		MaxClockDrift: time.Duration(cc.MaxClockDrift),
 		Now:           now,
 		Logger:        logger.With("component", "raftstore"),
 	})
