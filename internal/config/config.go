@@ -92,6 +92,11 @@ type Cluster struct {
 	// ticks without news.
 	Tick          Duration `toml:"tick"`
 	ElectionTicks int      `toml:"election_ticks"`
+	// LeaseReads lets a leader answer linearizable reads from a lease
+	// instead of a quorum round per read; safe only if clock rates differ
+	// by at most MaxClockDrift over an election timeout.
+	LeaseReads    bool     `toml:"lease_reads"`
+	MaxClockDrift Duration `toml:"max_clock_drift"`
 }
 
 // Data configures the storage engine.
@@ -217,6 +222,8 @@ func Default() Config {
 			RequestTimeout: Duration(2 * time.Second),
 			Tick:           Duration(100 * time.Millisecond),
 			ElectionTicks:  10,
+			LeaseReads:     false,
+			MaxClockDrift:  0,
 		},
 	}
 }

@@ -99,6 +99,14 @@ func (c Config) TOML() string {
 	w.key("tick", quote(c.Cluster.Tick.String()), "Raft clock tick.")
 	w.key("election_ticks", strconv.Itoa(c.Cluster.ElectionTicks),
 		"Ticks without a heartbeat before a follower calls an election.")
+	w.key("lease_reads", strconv.FormatBool(c.Cluster.LeaseReads),
+		"Let a leader answer linearizable reads from a lease (no quorum round per",
+		"read), renewed by each quorum round and dropped when a leadership",
+		"transfer starts. Safe only while the nodes' clocks run at rates within",
+		"max_clock_drift of each other over an election timeout. Off by default.")
+	w.key("max_clock_drift", quote(c.Cluster.MaxClockDrift.String()),
+		"The clock-drift bound lease_reads relies on (above 0, at most a quarter",
+		"of the election timeout, tick * election_ticks); the lease is shortened by it.")
 	return w.String()
 }
 

@@ -237,6 +237,13 @@ func (v *validator) cluster(c Config) {
 	}
 	v.positiveDuration("cluster.request_timeout", cl.RequestTimeout)
 	v.positiveDuration("cluster.tick", cl.Tick)
+	if cl.LeaseReads {
+		election := Duration(int64(cl.Tick) * int64(cl.ElectionTicks))
+		if cl.MaxClockDrift <= 0 || cl.MaxClockDrift > election/4 {
+			v.addf("cluster.max_clock_drift: lease reads need a bound on clock drift above 0 and at most a quarter of the election timeout (%s); it is %s",
+				election/4, cl.MaxClockDrift)
+		}
+	}
 	if cl.ElectionTicks < 3 {
 		v.addf("cluster.election_ticks: %d is below 3 (a leader would be suspected after every missed heartbeat)", cl.ElectionTicks)
 	}

@@ -50,6 +50,12 @@ func TestValidate(t *testing.T) {
 		},
 			[]string{"cluster.peer_addr and resp.addr are both 127.0.0.1:7379"}},
 		{"cluster join ok", func(c *Config) { c.Cluster.Join = "db1:7380" }, nil},
+		{"lease reads need drift", func(c *Config) { c.Cluster.Join = "db1:7380"; c.Cluster.LeaseReads = true },
+			[]string{"cluster.max_clock_drift: lease reads need a bound on clock drift above 0 and at most a quarter of the election timeout (250ms); it is 0s"}},
+		{"lease reads ok", func(c *Config) {
+			c.Cluster.Join = "db1:7380"
+			c.Cluster.LeaseReads, c.Cluster.MaxClockDrift = true, Duration(100*time.Millisecond)
+		}, nil},
 		{"cluster join with id", func(c *Config) { c.Cluster.Join = "db1:7380"; c.Cluster.ID = 4 },
 			[]string{"cluster.join: a joining node gets its id and peers from the cluster; leave cluster.id at 0 and cluster.peers empty"}},
 		{"cluster join bad addr", func(c *Config) { c.Cluster.Join = "db1" },

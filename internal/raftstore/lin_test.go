@@ -44,9 +44,30 @@ func TestLinearizable(t *testing.T) {
 	}
 }
 
+// TestLinearizableLeaseReads runs the same with lease reads (the nemesis
+// transfers leaderships and partitions leaders: both must end a lease).
+// FULCRUM_LEASE_SEEDS runs more.
+func TestLinearizableLeaseReads(t *testing.T) {
+	seeds := 3
+	if v := os.Getenv("FULCRUM_LEASE_SEEDS"); v != "" {
+		fmt.Sscan(v, &seeds)
+	}
+	var leased uint64
+	lease := func(c *Config) { c.LeaseReads, c.MaxClockDrift = true, 10*time.Millisecond }
+	for seed := int64(101); seed < 101+int64(seeds); seed++ {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			leased += runLinearizable(t, seed, *linDuration, lease)
+		})
+	}
+	if leased == 0 {
+		t.Fatal("no read was answered from a lease: the test did not exercise lease reads")
+	}
+	t.Logf("%d reads answered from leases", leased)
+}
+
 // runLinearizable runs clients against a 3-node, 2-shard cluster while a
 // nemesis injects one fault kind after another, then checks the history.
-func runLinearizable(t *testing.T, seed int64, dur time.Duration, mutate func(*Config)) {
+func runLinearizable(t *testing.T, seed int64, dur time.Duration, mutate func(*Config)) (leaseReads uint64) {
 	c := newTestCluster(t, seed, 3, 2, mutate)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x11))
 	rec := lincheck.NewRecorder()
@@ -83,7 +104,13 @@ func runLinearizable(t *testing.T, seed int64, dur time.Duration, mutate func(*C
 		_ = rec.WriteVisualization(path)
 		t.Fatalf("seed %d: history of %d ops is not linearizable: %v (visualization: %s)", seed, res.Ops, err, path)
 	}
+	c.mu.Lock()
+	for _, tn := range c.nodes {
+		leaseReads += tn.node.Stats().LeaseReads
+	}
+	c.mu.Unlock()
 	t.Logf("seed %d: %d ops linearizable", seed, res.Ops)
+	return leaseReads
 }
 
 func runClientOp(c *testCluster, rec *lincheck.Recorder, client int, r *rand.Rand, keys []string, lastVersion map[string]uint64) {

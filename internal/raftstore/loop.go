@@ -42,6 +42,16 @@ type group struct {
 	hsTerm, hsVote uint64
 	// confChanged asks for the status to be published after this round.
 	confChanged bool
+	// The read lease (Config.LeaseReads): valid in leaseTerm until
+	// leaseUntil, never from a round that started before transferAt (the
+	// last time a leadership transfer was seen).
+	leaseUntil time.Time
+	leaseTerm  uint64
+	transferAt time.Time
+	// noVoteUntil keeps a restarted replica from voting for an election
+	// timeout (lease reads only): it forgot which leader it heard from, so
+	// it would otherwise vote at once and break that leader's lease.
+	noVoteUntil time.Time
 	// campaignAt, when set, is the applied index after which this replica
 	// starts an election: raft refuses to campaign while the bootstrap's
 	// conf changes are unapplied.
@@ -87,7 +97,8 @@ type readWaiter struct {
 
 type readBatch struct {
 	waiters []*readWaiter
-	issued  uint64 // tick
+	issued  uint64    // tick
+	start   time.Time // when the ReadIndex round was started (lease)
 	index   uint64
 }
 
@@ -255,6 +266,9 @@ func (l *loop) createGroup(spec GroupSpec) error {
 		proposals: make(map[uint64]*proposal),
 		issued:    make(map[string]*readBatch),
 	}
+	if cfg.LeaseReads && last > 0 {
+		g.noVoteUntil = time.Now().Add(time.Duration(cfg.ElectionTicks) * cfg.TickInterval)
+	}
 	if last == 0 && spec.Campaign && slices.Contains(spec.Peers, cfg.NodeID) {
 		g.campaignAt = uint64(len(spec.Peers))
 	}
@@ -359,10 +373,66 @@ func (l *loop) read(id uint64, w *readWaiter) {
 		w.done <- kv.Errorf(kv.CodeUnavailable, "raftstore: group %d is not on node %d", id, l.n.cfg.NodeID)
 		return
 	}
+	if l.leaseRead(g, w) {
+		return
+	}
 	if len(g.newReads) == 0 {
 		l.readGroups = append(l.readGroups, g)
 	}
 	g.newReads = append(g.newReads, w)
+}
+
+// leaseRead serves w from the leader's lease if it holds one: at the
+// commit index, which is final once the leader has committed in its own
+// term.
+func (l *loop) leaseRead(g *group, w *readWaiter) bool {
+	if !l.n.cfg.LeaseReads {
+		return false
+	}
+	st := g.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || st.LeadTransferee != 0 {
+		l.noteTransfer(g, st)
+		return false
+	}
+	if st.HardState.GetTerm() != g.leaseTerm || !time.Now().Before(g.leaseUntil) {
+		return false
+	}
+	commit := st.HardState.GetCommit()
+	if t, err := g.st.Term(commit); err != nil || t != g.leaseTerm {
+		return false // not committed in this term yet: the commit index may be stale
+	}
+	l.n.metrics.leaseReads.Add(1)
+	if commit <= g.applied {
+		w.done <- nil
+		return true
+	}
+	g.applyWait = append(g.applyWait, &readBatch{waiters: []*readWaiter{w}, index: commit})
+	return true
+}
+
+// noteTransfer drops the lease while a leadership transfer is under way.
+func (l *loop) noteTransfer(g *group, st raft.BasicStatus) {
+	if st.LeadTransferee != 0 {
+		g.transferAt = time.Now()
+		g.leaseUntil = time.Time{}
+	}
+}
+
+// renewLease extends the lease after a ReadIndex round that started at
+// start was confirmed by a quorum while this node led.
+func (l *loop) renewLease(g *group, start time.Time) {
+	if !l.n.cfg.LeaseReads || start.IsZero() {
+		return
+	}
+	st := g.rn.BasicStatus()
+	l.noteTransfer(g, st)
+	if st.RaftState != raft.StateLeader || st.LeadTransferee != 0 || !start.After(g.transferAt) {
+		return
+	}
+	until := start.Add(time.Duration(l.n.cfg.ElectionTicks)*l.n.cfg.TickInterval - l.n.cfg.MaxClockDrift)
+	if term := st.HardState.GetTerm(); term != g.leaseTerm || until.After(g.leaseUntil) {
+		g.leaseTerm, g.leaseUntil = term, until
+	}
 }
 
 // issueReads starts one ReadIndex per group for all the reads that
@@ -383,6 +453,7 @@ func (l *loop) issue(g *group, b *readBatch) {
 	l.readSeq++
 	rctx := binary.BigEndian.AppendUint64(nil, l.readSeq)
 	b.issued = l.ticks
+	b.start = time.Now()
 	g.issued[string(rctx)] = b
 	g.rn.ReadIndex(rctx)
 	l.n.metrics.readIndex.Add(1)
@@ -416,6 +487,7 @@ func (l *loop) readState(g *group, rs raft.ReadState) {
 		return
 	}
 	delete(g.issued, string(rs.RequestCtx))
+	l.renewLease(g, b.start)
 	if rs.Index <= g.applied {
 		finishReads(b, nil)
 		return
@@ -454,6 +526,9 @@ func (l *loop) step(in inbound) {
 			// the raft sender, so a node cannot speak for another.
 			l.n.metrics.droppedMessages.Add(1)
 			continue
+		}
+		if t := m.GetType(); (t == pb.MsgVote || t == pb.MsgPreVote) && !g.noVoteUntil.IsZero() && time.Now().Before(g.noVoteUntil) {
+			continue // as if lost: see group.noVoteUntil
 		}
 		_ = g.rn.Step(m) // local-only types and unknown peers are refused by raft
 	}
@@ -555,6 +630,9 @@ func (l *loop) handleReady() error {
 			if g.rn.BasicStatus().Lead == 0 {
 				_ = g.rn.Campaign() // best effort: elections happen anyway
 			}
+		}
+		if l.n.cfg.LeaseReads {
+			l.noteTransfer(p.g, p.g.rn.BasicStatus())
 		}
 		if p.rd.SoftState != nil || p.g.confChanged {
 			p.g.confChanged = false

@@ -16,6 +16,7 @@ type metricSet struct {
 	snapshotsApplied, compactions           atomic.Uint64
 	messagesSent, inboxDropped, badMessages atomic.Uint64
 	droppedMessages, persistSyncs           atomic.Uint64
+	leaseReads                              atomic.Uint64
 
 	persist, commit, read prometheus.Histogram
 }
@@ -52,6 +53,7 @@ type Stats struct {
 	BadMessages      uint64 `json:"bad_messages"`      // undecodable inbound batches
 	DroppedMessages  uint64 `json:"dropped_messages"`  // raft messages for groups not on this node
 	PersistSyncs     uint64 `json:"persist_syncs"`     // synced log commits (one per loop round)
+	LeaseReads       uint64 `json:"lease_reads"`       // reads answered from the leader's lease
 }
 
 // Stats returns the node's counters.
@@ -63,7 +65,7 @@ func (n *Node) Stats() Stats {
 		SnapshotsApplied: m.snapshotsApplied.Load(), Compactions: m.compactions.Load(),
 		MessagesSent: m.messagesSent.Load(), InboxDropped: m.inboxDropped.Load(),
 		BadMessages: m.badMessages.Load(), DroppedMessages: m.droppedMessages.Load(),
-		PersistSyncs: m.persistSyncs.Load(),
+		PersistSyncs: m.persistSyncs.Load(), LeaseReads: m.leaseReads.Load(),
 	}
 }
 
@@ -85,6 +87,7 @@ var (
 	descSnapSent      = descCounter("snapshots_sent_total", "Snapshots sent to lagging replicas.")
 	descSnapApplied   = descCounter("snapshots_applied_total", "Snapshots installed on this node.")
 	descDropped       = descCounter("inbox_dropped_total", "Inbound message batches dropped because the engine loop was behind.")
+	descLeaseReads    = descCounter("lease_reads_total", "Reads a leader answered from its lease, without a quorum round.")
 
 	groupLabels   = []string{"group", "namespace", "shard"}
 	descTerm      = prometheus.NewDesc("fulcrum_raft_term", "Current Raft term of the group.", groupLabels, nil)
@@ -95,7 +98,7 @@ var (
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProposals, descApplied, descReadIndex, descLeaderChanges, descSnapSent, descSnapApplied, descDropped,
+	for _, d := range []*prometheus.Desc{descProposals, descApplied, descReadIndex, descLeaderChanges, descSnapSent, descSnapApplied, descDropped, descLeaseReads,
 		descTerm, descLeader, descHasLeader, descCommit, descApplyLag} {
 		ch <- d
 	}
@@ -116,6 +119,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSnapSent, m.snapshotsSent.Load())
 	counter(descSnapApplied, m.snapshotsApplied.Load())
 	counter(descDropped, m.inboxDropped.Load())
+	counter(descLeaseReads, m.leaseReads.Load())
 	m.persist.Collect(ch)
 	m.commit.Collect(ch)
 	m.read.Collect(ch)

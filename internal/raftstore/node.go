@@ -49,6 +49,19 @@ type Config struct {
 	CompactAfter uint64
 	// MaxInflight bounds unacknowledged append messages per follower.
 	MaxInflight int
+	// LeaseReads lets a leader answer linearizable reads without a quorum
+	// round while it holds a lease: a ReadIndex round started at t proves
+	// that a quorum heard from it after t, and those followers refuse to
+	// elect anyone else for an election timeout, so no other leader can
+	// exist before t + election timeout - MaxClockDrift. The lease is
+	// dropped when a leadership transfer starts (a transfer's election
+	// skips that refusal), and a restarted replica ignores vote requests
+	// for an election timeout (it forgot whom it heard from). Safe only
+	// while the nodes' clocks run at rates
+	// within MaxClockDrift of each other over an election timeout, which
+	// must then be set (above 0, at most a quarter of it). Off by default.
+	LeaseReads    bool
+	MaxClockDrift time.Duration
 	// Now is the wall clock for batch times and the HLC (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -72,6 +85,12 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.HeartbeatTicks >= c.ElectionTicks {
 		return fmt.Errorf("raftstore: HeartbeatTicks (%d) must be below ElectionTicks (%d)", c.HeartbeatTicks, c.ElectionTicks)
+	}
+	if c.LeaseReads {
+		election := time.Duration(c.ElectionTicks) * c.TickInterval
+		if c.MaxClockDrift <= 0 || c.MaxClockDrift > election/4 {
+			return fmt.Errorf("raftstore: lease reads need a clock drift bound above 0 and at most a quarter of the election timeout (%v), got %v", election/4, c.MaxClockDrift)
+		}
 	}
 	if c.CompactAfter == 0 {
 		c.CompactAfter = 10000

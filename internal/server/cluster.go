@@ -130,6 +130,8 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		Store:         st,
 		TickInterval:  time.Duration(cc.Tick),
 		ElectionTicks: cc.ElectionTicks,
+		LeaseReads:    cc.LeaseReads,
+		MaxClockDrift: time.Duration(cc.MaxClockDrift),
 		Now:           now,
 		Logger:        logger.With("component", "raftstore"),
 	})
@@ -453,6 +455,7 @@ func (c *cluster) info() []resp.InfoField {
 		{Name: "fulcrum_raft_proposals", Value: strconv.FormatUint(e.Proposals, 10)},
 		{Name: "fulcrum_raft_applied", Value: strconv.FormatUint(e.Applied, 10)},
 		{Name: "fulcrum_raft_read_index", Value: strconv.FormatUint(e.ReadIndex, 10)},
+		{Name: "fulcrum_raft_lease_reads", Value: strconv.FormatUint(e.LeaseReads, 10)},
 		{Name: "fulcrum_raft_leader_changes", Value: strconv.FormatUint(e.LeaderChanges, 10)},
 		{Name: "fulcrum_raft_snapshots_sent", Value: strconv.FormatUint(e.SnapshotsSent, 10)},
 		{Name: "fulcrum_raft_snapshots_applied", Value: strconv.FormatUint(e.SnapshotsApplied, 10)},
