@@ -76,7 +76,7 @@ SHARD  LEADER  TERM  STATE          COMMIT  APPLIED  VOTERS  LAG
 2      none    7     pre-candidate  50      50       1,2,3   -
 
 3 shard replicas on node 2; it leads 1; 1 without a known leader.
-engine: applied=20 bad_messages=0 compactions=0 dropped_messages=0 inbox_dropped=0 leader_changes=3 messages_sent=0 persist_syncs=0 proposals=10 read_index=0 snapshots_applied=0 snapshots_sent=0
+engine: applied=20 bad_messages=0 compactions=0 dropped_messages=0 inbox_dropped=0 leader_changes=3 lease_reads=0 messages_sent=0 persist_syncs=0 proposals=10 read_index=0 snapshots_applied=0 snapshots_sent=0
 `
 	if stdout != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
