@@ -61,6 +61,10 @@ type Config struct {
 	// Refresh, if set, brings the namespace table up to date (SetNamespaces)
 	// before a request for an unknown namespace is refused.
 	Refresh func(ctx context.Context) error
+	// ReadsToLeader sends a follower replica's reads to the shard's leader
+	// (set with lease reads: the leader then answers without a quorum
+	// round, where a follower would still need one).
+	ReadsToLeader bool
 	// Timeout is the deadline of requests that come without one
 	// (default 2 s).
 	Timeout time.Duration
@@ -283,15 +287,25 @@ func (r *Router) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool
 		return kv.Value{}, false, err
 	}
 	shard := placement.ShardOf(ns, key, n.Shards)
+	req := appendHeader(nil, opGet, n.Groups[shard])
+	req = appendBytes(req, []byte(ns))
+	req = appendBytes(req, key)
 	if r.local(n, shard) {
+		if lead := r.cfg.Engine.Leader(n.Groups[shard]); r.cfg.ReadsToLeader && lead != 0 && lead != r.cfg.Self {
+			reply, err := r.cfg.Transport.Call(ctx, transport.NodeID(lead), transport.KindForward, req)
+			if err == nil {
+				return decodeGetReply(reply)
+			}
+			if !errors.Is(err, transport.ErrUnreachable) {
+				return kv.Value{}, false, err
+			}
+			// The leader cannot be reached: read here (ReadIndex).
+		}
 		if err := r.cfg.Engine.ReadBarrier(ctx, n.Groups[shard]); err != nil {
 			return kv.Value{}, false, err
 		}
 		return r.cfg.Store.Get(ctx, ns, key)
 	}
-	req := appendHeader(nil, opGet, n.Groups[shard])
-	req = appendBytes(req, []byte(ns))
-	req = appendBytes(req, key)
 	reply, err := r.forward(ctx, n, shard, req)
 	if err != nil {
 		return kv.Value{}, false, err

@@ -249,6 +249,31 @@ func TestWriteGoesToKnownLeader(t *testing.T) {
 	}
 }
 
+// With ReadsToLeader a follower replica's reads go to the leader (which
+// may answer from its lease); without it they stay local.
+func TestReadsToLeader(t *testing.T) {
+	ns, _ := StaticLayout("default", 1, 3, []uint64{1, 2, 3}, 1)
+	for _, toLeader := range []bool{false, true} {
+		caller := &loopCaller{routers: map[transport.NodeID]*Router{}, unreachable: map[transport.NodeID]bool{}}
+		engines := map[uint64]*fakeEngine{}
+		for _, id := range []uint64{1, 2, 3} {
+			engines[id] = newFakeEngine()
+			engines[id].leader = 2
+			r, err := New(Config{Self: id, Engine: engines[id], Store: fakeStore{}, Transport: caller, Namespaces: []Namespace{ns}, ReadsToLeader: toLeader})
+			if err != nil {
+				t.Fatal(err)
+			}
+			caller.routers[transport.NodeID(id)] = r
+		}
+		if _, _, err := caller.routers[1].Get(context.Background(), "default", []byte("k")); err != nil {
+			t.Fatal(err)
+		}
+		if got := engines[2].barrier[1] == 1 && engines[1].barrier[1] == 0; got != toLeader {
+			t.Fatalf("ReadsToLeader %v: barrier on leader %d, on follower %d", toLeader, engines[2].barrier[1], engines[1].barrier[1])
+		}
+	}
+}
+
 func TestScanCodec(t *testing.T) {
 	req := kv.ScanRequest{Namespace: "ns", Prefix: []byte("p"), After: []byte{}, Limit: 50, KeysOnly: true, Now: -7}
 	got, err := decodeScanRequest(appendScanRequest(nil, req))

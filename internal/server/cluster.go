@@ -161,9 +161,10 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	c.metaRef.Store(c.meta)
 	c.router, err = router.New(router.Config{
 		Self: cc.ID, Engine: c.node, Store: st, Transport: c.tr,
-		Refresh: c.meta.Refresh,
-		Timeout: time.Duration(cc.RequestTimeout),
-		Logger:  logger.With("component", "router"),
+		Refresh:       c.meta.Refresh,
+		ReadsToLeader: cc.LeaseReads,
+		Timeout:       time.Duration(cc.RequestTimeout),
+		Logger:        logger.With("component", "router"),
 	})
 	if err != nil {
 		c.closeEngine()
