@@ -27,7 +27,6 @@ type loop struct {
 	// readGroups are groups with reads waiting to be issued this round.
 	readGroups []*group
 	readSeq    uint64
-	failed     error
 }
 
 type group struct {
@@ -140,7 +139,6 @@ func (l *loop) run() {
 			if l.n.ctx.Err() != nil {
 				return // closing: the state machine refused the last apply; a restart replays it
 			}
-			l.failed = err
 			l.n.cfg.Logger.Error("raftstore: engine stopped", "node", l.n.cfg.NodeID, "err", err)
 			l.n.cancel()
 			return

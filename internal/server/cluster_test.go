@@ -58,6 +58,28 @@ func clusterConfigs(t *testing.T, n int) []config.Config {
 	return cfgs
 }
 
+// startCluster runs a node per config until the test ends and returns
+// them with their stop functions.
+func startCluster(t *testing.T, cfgs []config.Config) ([]*Server, []func() error) {
+	t.Helper()
+	var nodes []*Server
+	var stops []func() error
+	for _, cfg := range cfgs {
+		s, stop := startNode(t, cfg)
+		nodes = append(nodes, s)
+		stops = append(stops, stop)
+	}
+	return nodes, stops
+}
+
+// respClient is a go-redis client of s that never retries on its own (the
+// tests retry explicitly), closed when the test ends.
+func respClient(t *testing.T, s *Server) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.RESPAddr(), MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // retry runs f until it succeeds or the deadline passes (elections take a
 // few ticks after start and after a node stops).
 func retry(t *testing.T, within time.Duration, f func() error) {
@@ -76,19 +98,11 @@ func retry(t *testing.T, within time.Duration, f func() error) {
 }
 
 func TestClusterServesFromEveryNode(t *testing.T) {
-	cfgs := clusterConfigs(t, 3)
-	var nodes []*Server
-	var stops []func() error
-	for _, cfg := range cfgs {
-		s, stop := startNode(t, cfg)
-		nodes = append(nodes, s)
-		stops = append(stops, stop)
-	}
+	nodes, stops := startCluster(t, clusterConfigs(t, 3))
 	ctx := context.Background()
 	clients := make([]*redis.Client, 3)
 	for i, s := range nodes {
-		clients[i] = redis.NewClient(&redis.Options{Addr: s.RESPAddr(), MaxRetries: -1})
-		defer clients[i].Close()
+		clients[i] = respClient(t, s)
 	}
 	retry(t, 10*time.Second, func() error { return clients[0].Set(ctx, "k", "v1", 0).Err() })
 	for i := 1; i < 3; i++ {
@@ -137,8 +151,7 @@ func TestClusterServesFromEveryNode(t *testing.T) {
 		t.Fatalf("create namespace: %v", err)
 	}
 	t.Logf("created: %v", created)
-	orders := redis.NewClient(&redis.Options{Addr: nodes[2].RESPAddr(), MaxRetries: -1})
-	defer orders.Close()
+	orders := respClient(t, nodes[2])
 	if err := orders.Do(ctx, "NAMESPACE", "orders").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,17 +216,11 @@ func TestClusterServesFromEveryNode(t *testing.T) {
 // With more nodes than replicas some nodes hold no replica of a key's
 // shard: they forward in one hop, and clients see no difference.
 func TestClusterForwardsToReplicas(t *testing.T) {
-	cfgs := clusterConfigs(t, 4)
-	var nodes []*Server
-	for _, cfg := range cfgs {
-		s, _ := startNode(t, cfg)
-		nodes = append(nodes, s)
-	}
+	nodes, _ := startCluster(t, clusterConfigs(t, 4))
 	ctx := context.Background()
 	clients := make([]*redis.Client, len(nodes))
 	for i, s := range nodes {
-		clients[i] = redis.NewClient(&redis.Options{Addr: s.RESPAddr(), MaxRetries: -1})
-		defer clients[i].Close()
+		clients[i] = respClient(t, s)
 	}
 	forwarded := false
 	for _, n := range nodes {
@@ -257,16 +264,9 @@ func TestClusterForwardsToReplicas(t *testing.T) {
 // and serves its data from disk.
 func TestClusterRestartRebalancesLeaders(t *testing.T) {
 	cfgs := clusterConfigs(t, 3)
-	var stops []func() error
-	var nodes []*Server
-	for _, cfg := range cfgs {
-		s, stop := startNode(t, cfg)
-		nodes = append(nodes, s)
-		stops = append(stops, stop)
-	}
+	nodes, stops := startCluster(t, cfgs)
 	ctx := context.Background()
-	c := redis.NewClient(&redis.Options{Addr: nodes[1].RESPAddr(), MaxRetries: -1})
-	defer c.Close()
+	c := respClient(t, nodes[1])
 	retry(t, 10*time.Second, func() error { return c.Set(ctx, "k", "before", 0).Err() })
 	leads := func(s *Server) int {
 		n := 0
@@ -297,8 +297,7 @@ func TestClusterRestartRebalancesLeaders(t *testing.T) {
 		}
 		return nil
 	})
-	c1 := redis.NewClient(&redis.Options{Addr: again.RESPAddr(), MaxRetries: -1})
-	defer c1.Close()
+	c1 := respClient(t, again)
 	if got, err := c1.Get(ctx, "k").Result(); err != nil || got != "while-down" {
 		t.Fatalf("restarted node read %q %v", got, err)
 	}
@@ -309,14 +308,9 @@ func TestClusterRestartRebalancesLeaders(t *testing.T) {
 // keeps its id across a restart.
 func TestClusterJoin(t *testing.T) {
 	cfgs := clusterConfigs(t, 3)
-	var nodes []*Server
-	for _, cfg := range cfgs {
-		s, _ := startNode(t, cfg)
-		nodes = append(nodes, s)
-	}
+	nodes, _ := startCluster(t, cfgs)
 	ctx := context.Background()
-	c1 := redis.NewClient(&redis.Options{Addr: nodes[0].RESPAddr(), MaxRetries: -1})
-	defer c1.Close()
+	c1 := respClient(t, nodes[0])
 	retry(t, 10*time.Second, func() error { return c1.Set(ctx, "j", "1", 0).Err() })
 
 	jcfg := testConfig(t)
@@ -328,8 +322,7 @@ func TestClusterJoin(t *testing.T) {
 	if joined.cluster.id != 4 {
 		t.Fatalf("joined node got id %d, want 4", joined.cluster.id)
 	}
-	cj := redis.NewClient(&redis.Options{Addr: joined.RESPAddr(), MaxRetries: -1})
-	defer cj.Close()
+	cj := respClient(t, joined)
 	retry(t, 10*time.Second, func() error {
 		got, err := cj.Get(ctx, "j").Result()
 		if err != nil || got != "1" {
@@ -352,8 +345,7 @@ func TestClusterJoin(t *testing.T) {
 	if again.cluster.id != 4 {
 		t.Fatalf("restarted joined node has id %d", again.cluster.id)
 	}
-	ca := redis.NewClient(&redis.Options{Addr: again.RESPAddr(), MaxRetries: -1})
-	defer ca.Close()
+	ca := respClient(t, again)
 	retry(t, 10*time.Second, func() error {
 		got, err := ca.Get(ctx, "j").Result()
 		if err != nil || got != "2" {
