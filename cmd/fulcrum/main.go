@@ -84,6 +84,7 @@ Commands:
   server          run a node
   dev             run a local cluster of nodes (the quickest start)
   cluster status  show a node's view of its cluster
+  namespace       create, list, describe or drop a cluster's namespaces
   config check    check configuration files
   config default  print the commented default configuration
   get             print the value of a key
@@ -157,6 +158,8 @@ func (m *Main) command(name string) command {
 		return &SetMain{clientMain: m.clientMain("set")}
 	case "del":
 		return &DelMain{clientMain: m.clientMain("del")}
+	case "namespace":
+		return &NamespaceMain{clientMain: m.clientMain("namespace")}
 	case "scan":
 		return &ScanMain{clientMain: m.clientMain("scan")}
 	case "version":
