@@ -18,6 +18,7 @@ import (
 
 const clusterUsage = `Usage:
   fulcrum cluster status [--addr HOST:PORT] [--json]   show a node's view of the cluster
+  fulcrum cluster remove [--addr HOST:PORT] NODE      move every replica off NODE, then take it out
 `
 
 // ClusterMain is "fulcrum cluster": it hands over to its subcommand.
@@ -36,6 +37,8 @@ func (m *ClusterMain) ParseFlags(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "status":
 		m.sub = &ClusterStatusMain{Stdout: m.Stdout, Stderr: m.Stderr, HTTPClient: m.HTTPClient}
+	case "remove":
+		m.sub = &ClusterRemoveMain{Stdout: m.Stdout, Stderr: m.Stderr, HTTPClient: m.HTTPClient}
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(m.Stdout, clusterUsage)
 		return exitCode(0)
@@ -124,11 +127,20 @@ func (m *ClusterStatusMain) Run(ctx context.Context) error {
 // ClusterStatus). The CLI is a client of the HTTP API like any other, so
 // it keeps its own copy of the fields it uses.
 type clusterView struct {
-	Node   uint64            `json:"node"`
-	Peers  map[string]string `json:"peers"`
-	Shards []shardView       `json:"shards"`
+	Node    uint64            `json:"node"`
+	Peers   map[string]string `json:"peers"`
+	Members []memberView      `json:"members"`
+	Shards  []shardView       `json:"shards"`
 	// Engine is the engine's counters; they are printed as they come.
 	Engine map[string]json.RawMessage `json:"engine"`
+}
+
+type memberView struct {
+	ID       uint64 `json:"id"`
+	PeerAddr string `json:"peer_addr"`
+	RESPAddr string `json:"resp_addr"`
+	HTTPAddr string `json:"http_addr"`
+	State    string `json:"state"`
 }
 
 type shardView struct {
@@ -140,6 +152,7 @@ type shardView struct {
 	Commit    uint64            `json:"commit"`
 	Applied   uint64            `json:"applied"`
 	Voters    []uint64          `json:"voters"`
+	Learners  []uint64          `json:"learners"`
 	Lag       map[string]uint64 `json:"lag"`
 }
 
@@ -190,24 +203,42 @@ func writeClusterView(w io.Writer, v clusterView) error {
 		}
 	}
 	slices.Sort(ids)
-	fmt.Fprintf(w, "node %d of %d\n\n", v.Node, len(ids))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPEER ADDRESS")
-	for _, id := range ids {
-		self := ""
-		if id == v.Node {
-			self = "  (this node)"
+	if len(v.Members) > 0 {
+		// The control plane's members: joined nodes are only there.
+		fmt.Fprintf(w, "node %d of %d\n\n", v.Node, len(v.Members))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tPEER ADDRESS\tRESP\tHTTP\tSTATE")
+		for _, m := range v.Members {
+			state := m.State
+			if state == "" {
+				state = "active"
+			}
+			if m.ID == v.Node {
+				state += "  (this node)"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", m.ID, m.PeerAddr, dash(m.RESPAddr), dash(m.HTTPAddr), state)
 		}
-		fmt.Fprintf(tw, "%d\t%s%s\n", id, v.Peers[strconv.FormatUint(id, 10)], self)
+		tw.Flush()
+	} else {
+		fmt.Fprintf(w, "node %d of %d\n\n", v.Node, len(ids))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tPEER ADDRESS")
+		for _, id := range ids {
+			self := ""
+			if id == v.Node {
+				self = "  (this node)"
+			}
+			fmt.Fprintf(tw, "%d\t%s%s\n", id, v.Peers[strconv.FormatUint(id, 10)], self)
+		}
+		tw.Flush()
 	}
-	tw.Flush()
 
 	namespaces := false
 	for _, s := range v.Shards {
 		namespaces = namespaces || s.Namespace != "default"
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if namespaces {
 		fmt.Fprint(tw, "NAMESPACE\t")
 	}
@@ -227,8 +258,13 @@ func writeClusterView(w io.Writer, v clusterView) error {
 		if namespaces {
 			fmt.Fprintf(tw, "%s\t", s.Namespace)
 		}
+		voters := joinIDs(s.Voters)
+		if len(s.Learners) > 0 {
+			// A replica move under way: the learners catch up.
+			voters += " +" + joinIDs(s.Learners)
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%s\t%s\n", s.Shard, leader, s.Term, raftState(s.State),
-			s.Commit, s.Applied, joinIDs(s.Voters), lagText(s, v.Node))
+			s.Commit, s.Applied, voters, lagText(s, v.Node))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d shard replicas on node %d; it leads %d; %d without a known leader.\n", len(v.Shards), v.Node, leading, leaderless)
@@ -297,4 +333,87 @@ func lagText(s shardView, self uint64) string {
 		return "-"
 	}
 	return strings.Join(parts, " ")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+const clusterRemoveUsage = `Usage: fulcrum cluster remove [--addr HOST:PORT] NODE
+
+Take node NODE (its id, as "fulcrum cluster status" lists it) out of the
+cluster (DELETE /v1/cluster/members/NODE). The node is marked leaving: no
+new replica is placed on it, every shard's leader moves its replica to
+another node (a new replica catches up as a learner before it replaces the
+old one, so no shard loses a vote on the way), and a control-plane vote it
+held passes to another node. When it holds nothing, "fulcrum cluster
+status" shows it as removed and its process can be stopped.
+
+It is refused when the remaining nodes could not hold every namespace's
+replicas.
+`
+
+// ClusterRemoveMain is "fulcrum cluster remove".
+type ClusterRemoveMain struct {
+	Stdout, Stderr io.Writer
+	HTTPClient     *http.Client
+
+	// Set by ParseFlags.
+	Addr    string
+	Timeout time.Duration
+	Node    uint64
+	base    string
+}
+
+// ParseFlags reads --addr, --timeout and the node id.
+func (m *ClusterRemoveMain) ParseFlags(ctx context.Context, args []string) error {
+	cl := newCmdline("cluster remove", clusterRemoveUsage, m.Stdout, m.Stderr)
+	cl.fs.StringVar(&m.Addr, "addr", "127.0.0.1:7380", "HTTP `host:port` (or URL) of any node")
+	cl.fs.DurationVar(&m.Timeout, "timeout", 15*time.Second, "time limit of the request")
+	pos, err := cl.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return cl.usageErr("want one node id, got %d arguments", len(pos))
+	}
+	if m.Node, err = strconv.ParseUint(pos[0], 10, 64); err != nil || m.Node == 0 {
+		return cl.usageErr("node %q: want a node id (a positive integer)", pos[0])
+	}
+	if m.base, err = baseURL(m.Addr); err != nil {
+		return cl.usageErr("--addr: %v", err)
+	}
+	if m.Timeout <= 0 {
+		return cl.usageErr("--timeout must be > 0")
+	}
+	return nil
+}
+
+// Run asks the node to start the removal.
+func (m *ClusterRemoveMain) Run(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
+	defer cancel()
+	host := strings.TrimPrefix(strings.TrimPrefix(m.base, "http://"), "https://")
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, m.base+"/v1/cluster/members/"+strconv.FormatUint(m.Node, 10), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := m.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the node at %s: %w", host, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode == http.StatusNotFound && !strings.Contains(string(body), `"code"`):
+		return fmt.Errorf("the node at %s is %w: it runs alone", host, errNotMember)
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("remove node %d: %w", m.Node, apiError(resp.StatusCode, body))
+	}
+	fmt.Fprintf(m.Stdout, "node %d is leaving: its replicas move to the other nodes.\n"+
+		"\"fulcrum cluster status --addr %s\" shows it as removed once it holds nothing; then stop it.\n", m.Node, host)
+	return nil
 }

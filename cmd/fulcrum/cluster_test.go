@@ -150,3 +150,33 @@ func TestRaftState(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterRemove(t *testing.T) {
+	var gotPath string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath = r.Method + " " + r.URL.Path
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/3") {
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"code":"INVALID","message":"cannot remove node 3: namespace \"default\" keeps 3 replicas and only 2 node(s) would remain"}`))
+			return
+		}
+		w.Write([]byte(`{"node":2,"state":"leaving"}`))
+	}))
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	code, stdout, stderr := runMain(t, "cluster", "remove", "--addr", addr, "2")
+	if code != 0 || stderr != "" || gotPath != "DELETE /v1/cluster/members/2" || !strings.HasPrefix(stdout, "node 2 is leaving") {
+		t.Fatalf("exit %d, request %q, stdout %q, stderr %q", code, gotPath, stdout, stderr)
+	}
+	code, _, stderr = runMain(t, "cluster", "remove", "--addr", addr, "3")
+	if want := "error: remove node 3: INVALID cannot remove node 3: namespace \"default\" keeps 3 replicas and only 2 node(s) would remain\n"; code != 1 || stderr != want {
+		t.Fatalf("refused removal: exit %d, stderr %q, want 1 and %q", code, stderr, want)
+	}
+	for _, args := range [][]string{{}, {"x"}, {"0"}, {"1", "2"}} {
+		code, _, stderr = runMain(t, append([]string{"cluster", "remove", "--addr", addr}, args...)...)
+		if code != 2 || !strings.HasPrefix(stderr, "fulcrum cluster remove: ") {
+			t.Fatalf("args %q: exit %d, stderr %q; want 2 and a usage error", args, code, stderr)
+		}
+	}
+}

@@ -27,9 +27,24 @@ const MetaNamespace = "_cluster"
 // Record keys in MetaNamespace.
 const (
 	memberPrefix = "member/"
+	// statePrefix keeps a member's state apart from its addresses, which
+	// the member rewrites whenever it starts.
+	statePrefix  = "state/"
 	nsPrefix     = "ns/"
 	groupCounter = "next_group"
 	nodeCounter  = "next_node"
+)
+
+// Member states.
+const (
+	// StateActive members hold replicas and vote for the control plane.
+	StateActive = ""
+	// StateLeaving members are being emptied: placement no longer puts
+	// replicas on them, and the shards' leaders move theirs away.
+	StateLeaving = "leaving"
+	// StateRemoved members hold nothing and are out of every group; the
+	// process can be stopped. Their ids are never reused.
+	StateRemoved = "removed"
 )
 
 // Engine is what the control plane needs from the strong engine.
@@ -49,6 +64,9 @@ type Member struct {
 	PeerAddr string `json:"peer_addr"`
 	RESPAddr string `json:"resp_addr,omitempty"`
 	HTTPAddr string `json:"http_addr,omitempty"`
+	// State is StateActive, StateLeaving or StateRemoved (kept in its own
+	// record).
+	State string `json:"state,omitempty"`
 }
 
 // View is one version of the cluster's metadata.
@@ -58,6 +76,33 @@ type View struct {
 	Version    uint64
 	Members    map[uint64]Member
 	Namespaces map[string]kv.NamespaceInfo
+	// nsVersions are the namespace records' versions, for conditional
+	// rewrites.
+	nsVersions map[string]uint64
+}
+
+// Active returns the ids, in order, of the members placement may put
+// replicas on.
+func (v *View) Active() []uint64 {
+	var ids []uint64
+	for _, id := range v.MemberIDs() {
+		if v.Members[id].State == StateActive {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Holds says whether any namespace's layout puts a replica on node.
+func (v *View) Holds(node uint64) bool {
+	for _, ns := range v.Namespaces {
+		for _, sh := range ns.Shards {
+			if slices.Contains(sh.Replicas, node) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // MemberIDs returns the members' ids in order.
@@ -196,7 +241,8 @@ func (s *Service) reload(ctx context.Context) error {
 
 // load builds a view from the local replica's records.
 func (s *Service) load(ctx context.Context) (*View, error) {
-	v := &View{Members: map[uint64]Member{}, Namespaces: map[string]kv.NamespaceInfo{}}
+	v := &View{Members: map[uint64]Member{}, Namespaces: map[string]kv.NamespaceInfo{}, nsVersions: map[string]uint64{}}
+	states := map[uint64]string{}
 	req := kv.ScanRequest{Namespace: MetaNamespace, Limit: 1000}
 	for {
 		res, err := s.cfg.Store.Scan(ctx, req)
@@ -219,9 +265,22 @@ func (s *Service) load(ctx context.Context) (*View, error) {
 					return nil, fmt.Errorf("control plane: record %q: %w", key, err)
 				}
 				v.Namespaces[n.Name] = n
+				v.nsVersions[n.Name] = e.Value.Version
+			case strings.HasPrefix(key, statePrefix):
+				id, err := strconv.ParseUint(strings.TrimPrefix(key, statePrefix), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("control plane: record %q: %w", key, err)
+				}
+				states[id] = string(e.Value.Data)
 			}
 		}
 		if res.Next == nil {
+			for id, st := range states {
+				if m, ok := v.Members[id]; ok {
+					m.State = st
+					v.Members[id] = m
+				}
+			}
 			return v, nil
 		}
 		req.After = res.Next
@@ -252,8 +311,10 @@ func (s *Service) kick() {
 	}
 }
 
-// RegisterMember records (or updates) a member's addresses.
+// RegisterMember records (or updates) a member's addresses; its state
+// is kept.
 func (s *Service) RegisterMember(ctx context.Context, m Member) error {
+	m.State = ""
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -279,15 +340,11 @@ func (s *Service) CreateNamespace(ctx context.Context, name string, p kv.Policy)
 	if _, ok := v.Namespaces[name]; ok {
 		return kv.NamespaceInfo{}, kv.Errorf(kv.CodeConflict, "namespace %q already exists", name)
 	}
-	ids := v.MemberIDs()
+	ids := v.Active()
 	if err := p.Validate(len(ids)); err != nil {
 		return kv.NamespaceInfo{}, err
 	}
-	nodes := make([]placement.NodeID, len(ids))
-	for i, id := range ids {
-		nodes[i] = placement.NodeID(strconv.FormatUint(id, 10))
-	}
-	a, err := placement.Assign(name, p.Shards, p.Replicas, nodes)
+	a, err := placement.Assign(name, p.Shards, p.Replicas, placementIDs(ids))
 	if err != nil {
 		return kv.NamespaceInfo{}, kv.Errorf(kv.CodeInvalid, "lay out %q: %v", name, err)
 	}
@@ -303,11 +360,8 @@ func (s *Service) CreateNamespace(ctx context.Context, name string, p kv.Policy)
 	}
 	info := kv.NamespaceInfo{Name: name, Policy: p, Created: s.cfg.Now().UnixMilli()}
 	for sh, set := range a {
-		si := kv.ShardInfo{Shard: sh, Group: last - uint64(p.Shards) + 1 + uint64(sh)}
-		for _, n := range set {
-			id, _ := strconv.ParseUint(string(n), 10, 64)
-			si.Replicas = append(si.Replicas, id)
-		}
+		si := kv.ShardInfo{Shard: sh, Group: last - uint64(p.Shards) + 1 + uint64(sh), Replicas: nodeIDs(set)}
+		si.Initial = slices.Clone(si.Replicas)
 		info.Shards = append(info.Shards, si)
 	}
 	data, err := json.Marshal(info)

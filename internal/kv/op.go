@@ -123,7 +123,8 @@ type Batch struct {
 	Marks []Mark
 }
 
-// Mark is one engine bookkeeping record of a Batch.
+// Mark is one engine bookkeeping record of a Batch. A nil Value deletes
+// the mark.
 type Mark struct {
 	Key, Value []byte
 }
@@ -159,6 +160,12 @@ type ScanRequest struct {
 	Match func(key []byte) bool
 	// KeysOnly skips returning values.
 	KeysOnly bool
+	// ShardSet, when not empty, confines the scan to the keys of those
+	// shards (placement.ShardOf over Shards): the others are skipped
+	// without counting towards Limit. A scan across nodes asks each node
+	// for the shards it covers.
+	ShardSet []int
+	Shards   int
 	// Now is the time (Unix ms) used to hide expired keys; 0 means the
 	// store's clock.
 	Now int64

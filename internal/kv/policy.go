@@ -66,8 +66,15 @@ type ShardInfo struct {
 	Shard int `json:"shard"`
 	// Group is the shard's replication group (its Raft group id).
 	Group uint64 `json:"group"`
-	// Replicas are the nodes holding the shard, preferred leader first.
+	// Replicas are the nodes that hold (or, while a move is under way,
+	// will hold) the shard, preferred leader first. The shard's leader
+	// moves the group's actual membership to this set one safe step at a
+	// time.
 	Replicas []uint64 `json:"replicas"`
+	// Initial are the nodes that created the group (its first voters):
+	// only they may bootstrap it; a replica moved in later starts empty
+	// and waits to be added. Empty in older records: then Replicas.
+	Initial []uint64 `json:"initial,omitempty"`
 	// Leader is the current leader as last seen by the answering node (0:
 	// unknown).
 	Leader uint64 `json:"leader,omitempty"`

@@ -293,6 +293,21 @@ func (l *loop) removeGroup(id uint64) error {
 	l.n.statusMu.Lock()
 	delete(l.n.status, id)
 	l.n.statusMu.Unlock()
+	// The replica's rows and marks go first, synced: a replica created
+	// here again later (a shard moved back) must start empty, and a log
+	// deleted before them would leave a state machine ahead of its log.
+	purge := kv.Batch{
+		Ops:    []kv.Op{{Kind: kv.OpFlush, Namespace: g.spec.Namespace}},
+		Shard:  g.spec.Shard,
+		Shards: g.spec.Shards,
+		Marks:  []kv.Mark{{Key: appliedMarkKey(id)}, {Key: confMarkKey(id)}},
+	}
+	if _, err := l.n.cfg.Store.ApplyAll(l.n.ctx, []kv.Batch{purge}); err != nil {
+		return fmt.Errorf("raftstore: group %d: delete the replica's rows: %w", id, err)
+	}
+	if err := l.n.cfg.Store.Sync(l.n.ctx); err != nil {
+		return fmt.Errorf("raftstore: group %d: %w", id, err)
+	}
 	return l.n.cfg.Log.DeleteGroup(id)
 }
 
@@ -918,7 +933,8 @@ func (l *loop) publish(g *group) {
 		Leader: s.Lead, Term: s.HardState.GetTerm(), State: s.RaftState.String(),
 		Commit: s.HardState.GetCommit(), Applied: g.applied, LastIndex: last,
 		Voters:   confStateVoters(g.confState),
-		Learners: append([]uint64(nil), g.confState.GetLearners()...),
+		Learners: append(append([]uint64(nil), g.confState.GetLearners()...), g.confState.GetLearnersNext()...),
+		Joint:    len(g.confState.GetVotersOutgoing()) > 0,
 	}
 	if s.RaftState == raft.StateLeader {
 		st.Match = make(map[uint64]uint64, len(s.Progress))

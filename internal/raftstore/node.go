@@ -255,13 +255,23 @@ func (n *Node) CreateGroup(ctx context.Context, spec GroupSpec) error {
 }
 
 // RemoveGroup stops this node's replica of a group and deletes its Raft
-// state. (Its rows stay in the state machine until the shard is dropped.)
+// state and its rows. Call it only once the replica is no longer needed:
+// its namespace was dropped, or the group's membership no longer holds
+// this node.
 func (n *Node) RemoveGroup(ctx context.Context, id uint64) error {
 	var err error
 	if e := n.exec(ctx, func(l *loop) { err = l.removeGroup(id) }); e != nil {
 		return e
 	}
 	return err
+}
+
+// LastHeard is when raft traffic last came from node (zero: never since
+// this node started).
+func (n *Node) LastHeard(node uint64) time.Time {
+	n.heardMu.Lock()
+	defer n.heardMu.Unlock()
+	return n.heard[node]
 }
 
 // reachable says how many of a group's voters this node has heard from
@@ -304,6 +314,9 @@ type GroupStatus struct {
 	LastIndex uint64
 	Voters    []uint64
 	Learners  []uint64
+	// Joint is true while a membership change is half done (joint
+	// consensus): no other change can start until it leaves.
+	Joint bool
 	// Match is, on the leader, each replica's highest replicated index;
 	// Active says which replicas it heard from within an election timeout.
 	Match  map[uint64]uint64
@@ -434,7 +447,9 @@ var _ raft.Logger = raftLogger{}
 
 // confStateVoters lists the voters of a conf state.
 func confStateVoters(cs *pb.ConfState) []uint64 {
-	return append(append([]uint64(nil), cs.GetVoters()...), cs.GetVotersOutgoing()...)
+	ids := append(append([]uint64(nil), cs.GetVoters()...), cs.GetVotersOutgoing()...)
+	slices.Sort(ids)
+	return slices.Compact(ids)
 }
 
 // drainTarget picks the voter to hand a leadership to: the most caught up

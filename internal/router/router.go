@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -313,9 +314,11 @@ func (r *Router) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool
 	return decodeGetReply(reply)
 }
 
-// Scan pages through a namespace's keys. It is linearizable: it waits for
-// every shard's barrier, then reads the local replicas. It needs a replica
-// of every shard of the namespace on this node.
+// Scan pages through a namespace's keys. It is linearizable: each shard
+// is read after its barrier. A node with a replica of every shard reads
+// them all locally; otherwise the shards are covered by as few nodes as
+// possible (this one first), each reads the shards it covers, and the
+// pages are merged in key order.
 func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, error) {
 	ctx, cancel := r.withDeadline(ctx)
 	defer cancel()
@@ -323,18 +326,30 @@ func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, e
 	if err != nil {
 		return kv.ScanResult{}, err
 	}
-	for s := 0; s < n.Shards; s++ {
-		if !r.local(n, s) {
-			return r.forwardScan(ctx, n, req)
-		}
+	cover := r.cover(n)
+	if mine, ok := cover[r.cfg.Self]; ok && len(cover) == 1 && len(mine) == n.Shards {
+		return r.localScan(ctx, n, req, nil)
 	}
-	errs := make([]error, n.Shards)
+	return r.mergedScan(ctx, n, req, cover)
+}
+
+// localScan reads shards (nil: all) of the namespace from this node's
+// replicas after their barriers.
+func (r *Router) localScan(ctx context.Context, n *Namespace, req kv.ScanRequest, shards []int) (kv.ScanResult, error) {
+	if shards == nil {
+		for s := 0; s < n.Shards; s++ {
+			shards = append(shards, s)
+		}
+	} else {
+		req.ShardSet, req.Shards = shards, n.Shards
+	}
+	errs := make([]error, len(shards))
 	var wg sync.WaitGroup
-	for s := 0; s < n.Shards; s++ {
+	for i, s := range shards {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[s] = r.cfg.Engine.ReadBarrier(ctx, n.Groups[s])
+			errs[i] = r.cfg.Engine.ReadBarrier(ctx, n.Groups[s])
 		}()
 	}
 	wg.Wait()
@@ -344,6 +359,114 @@ func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, e
 		}
 	}
 	return r.cfg.Store.Scan(ctx, req)
+}
+
+// cover assigns every shard to a node with a replica of it: this node
+// takes its own, then the node holding most of the rest, and so on (ties
+// to the smaller id).
+func (r *Router) cover(n *Namespace) map[uint64][]int {
+	out := make(map[uint64][]int)
+	left := make(map[int]bool, n.Shards)
+	for s := 0; s < n.Shards; s++ {
+		if r.local(n, s) {
+			out[r.cfg.Self] = append(out[r.cfg.Self], s)
+		} else {
+			left[s] = true
+		}
+	}
+	for len(left) > 0 {
+		count := make(map[uint64]int)
+		for s := range left {
+			for _, id := range n.Replicas[s] {
+				count[id]++
+			}
+		}
+		var best uint64
+		for id, c := range count {
+			if best == 0 || c > count[best] || (c == count[best] && id < best) {
+				best = id
+			}
+		}
+		for s := 0; s < n.Shards; s++ {
+			if left[s] && slices.Contains(n.Replicas[s], best) {
+				out[best] = append(out[best], s)
+				delete(left, s)
+			}
+		}
+	}
+	return out
+}
+
+// mergedScan asks each node of the cover for a page of its shards and
+// merges them. Each page holds every key its node examined (Match runs
+// here), so below the smallest resume point of the pages that stopped
+// early, every shard's keys have been seen: the merged page ends there.
+func (r *Router) mergedScan(ctx context.Context, n *Namespace, req kv.ScanRequest, cover map[uint64][]int) (kv.ScanResult, error) {
+	type page struct {
+		res kv.ScanResult
+		err error
+	}
+	pages := make(map[uint64]*page, len(cover))
+	var wg sync.WaitGroup
+	for id, shards := range cover {
+		p := &page{}
+		pages[id] = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if id == r.cfg.Self {
+				local := req
+				local.Match = nil
+				p.res, p.err = r.localScan(ctx, n, local, shards)
+				return
+			}
+			sub := req
+			sub.ShardSet, sub.Shards = shards, n.Shards
+			msg := appendScanRequest(appendHeader(nil, opScan, 0), sub)
+			reply, err := r.cfg.Transport.Call(ctx, transport.NodeID(id), transport.KindForward, msg)
+			if err != nil {
+				if errors.Is(err, transport.ErrUnreachable) || errors.Is(err, transport.ErrUnknownPeer) {
+					err = &kv.Error{Code: kv.CodeUnavailable, Err: err,
+						Message: fmt.Sprintf("scan of %q: node %d (shards %v) is unreachable from node %d", n.Name, id, shards, r.cfg.Self)}
+				}
+				p.err = err
+				return
+			}
+			p.res, p.err = decodeScanResult(reply)
+		}()
+	}
+	wg.Wait()
+	var entries []kv.KeyValue
+	var cut []byte
+	for _, p := range pages {
+		if p.err != nil {
+			return kv.ScanResult{}, p.err
+		}
+		entries = append(entries, p.res.Entries...)
+		if p.res.Next != nil && (cut == nil || bytes.Compare(p.res.Next, cut) < 0) {
+			cut = p.res.Next
+		}
+	}
+	slices.SortFunc(entries, func(a, b kv.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
+	var out kv.ScanResult
+	if cut != nil {
+		i := sort.Search(len(entries), func(i int) bool { return bytes.Compare(entries[i].Key, cut) > 0 })
+		entries = entries[:i]
+		out.Next = cut
+	}
+	if limit := max(req.Limit, 0); limit == 0 && len(entries) > 100 || limit > 0 && len(entries) > limit {
+		if limit == 0 {
+			limit = 100
+		}
+		entries = entries[:limit]
+		out.Next = append([]byte{}, entries[limit-1].Key...)
+	}
+	for _, e := range entries {
+		if req.Match == nil || req.Match(e.Key) {
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	return out, nil
 }
 
 // Keyspace counts the keys of the replicas on this node; reserved
@@ -361,52 +484,6 @@ func (r *Router) Keyspace() []kv.NamespaceStats {
 
 // Count counts a namespace's keys in the replicas on this node.
 func (r *Router) Count(ns string) int64 { return r.cfg.Store.Count(ns) }
-
-// forwardScan hands a scan to a node holding a replica of every shard of
-// the namespace (a node that joined without replicas, or one of a cluster
-// with fewer replicas than nodes, has none of its own). Match runs here:
-// the remote returns every examined key, so Limit means the same.
-func (r *Router) forwardScan(ctx context.Context, n *Namespace, req kv.ScanRequest) (kv.ScanResult, error) {
-	var holders []uint64
-	for _, id := range n.Replicas[0] {
-		all := id != r.cfg.Self
-		for s := 1; s < n.Shards && all; s++ {
-			all = slices.Contains(n.Replicas[s], id)
-		}
-		if all {
-			holders = append(holders, id)
-		}
-	}
-	if len(holders) == 0 {
-		return kv.ScanResult{}, kv.Errorf(kv.CodeNotSupported, "scan of %q needs a node with every shard, and no node has them all (cross-node scans are not built yet)", n.Name)
-	}
-	msg := appendHeader(nil, opScan, 0)
-	msg = appendScanRequest(msg, req)
-	var last error
-	for _, id := range holders {
-		reply, err := r.cfg.Transport.Call(ctx, transport.NodeID(id), transport.KindForward, msg)
-		if err == nil {
-			res, err := decodeScanResult(reply)
-			if err != nil || req.Match == nil {
-				return res, err
-			}
-			kept := res.Entries[:0]
-			for _, e := range res.Entries {
-				if req.Match(e.Key) {
-					kept = append(kept, e)
-				}
-			}
-			res.Entries = kept
-			return res, nil
-		}
-		if !errors.Is(err, transport.ErrUnreachable) && !errors.Is(err, transport.ErrUnknownPeer) {
-			return kv.ScanResult{}, err
-		}
-		last = err
-	}
-	return kv.ScanResult{}, &kv.Error{Code: kv.CodeUnavailable, Err: last,
-		Message: fmt.Sprintf("scan of %q: no node with every shard reachable from node %d", n.Name, r.cfg.Self)}
-}
 
 // forward sends a request to the shard's replicas in order until one can
 // be reached. Only "unreachable" moves on to the next: any other outcome
@@ -453,7 +530,13 @@ func appendScanRequest(dst []byte, req kv.ScanRequest) []byte {
 	} else {
 		dst = append(dst, 0)
 	}
-	return binary.AppendVarint(dst, req.Now)
+	dst = binary.AppendVarint(dst, req.Now)
+	dst = binary.AppendUvarint(dst, uint64(max(req.Shards, 0)))
+	dst = binary.AppendUvarint(dst, uint64(len(req.ShardSet)))
+	for _, sh := range req.ShardSet {
+		dst = binary.AppendUvarint(dst, uint64(sh))
+	}
+	return dst
 }
 
 func decodeScanRequest(src []byte) (kv.ScanRequest, error) {
@@ -487,6 +570,29 @@ func decodeScanRequest(src []byte) (kv.ScanRequest, error) {
 		return req, bad
 	}
 	req.Now = now
+	rest = rest[k+1+k2:]
+	shards, k := binary.Uvarint(rest)
+	if k <= 0 || shards > kv.MaxShards {
+		return req, bad
+	}
+	rest = rest[k:]
+	count, k := binary.Uvarint(rest)
+	if k <= 0 || count > shards {
+		return req, bad
+	}
+	rest = rest[k:]
+	req.Shards = int(shards)
+	for i := uint64(0); i < count; i++ {
+		sh, k := binary.Uvarint(rest)
+		if k <= 0 || sh >= shards {
+			return req, bad
+		}
+		rest = rest[k:]
+		req.ShardSet = append(req.ShardSet, int(sh))
+	}
+	if len(req.ShardSet) == 0 {
+		return req, bad // a forwarded scan always names its shards
+	}
 	return req, nil
 }
 
@@ -621,13 +727,16 @@ func (r *Router) Serve(ctx context.Context, from transport.NodeID, kind transpor
 		if err != nil {
 			return nil, err
 		}
-		for s := 0; s < n.Shards; s++ {
-			if !r.local(n, s) {
+		if req.Shards != n.Shards {
+			return nil, kv.Errorf(kv.CodeUnavailable, "scan of %q: the nodes disagree on its shard count (%d here, %d asked)", n.Name, n.Shards, req.Shards)
+		}
+		for _, s := range req.ShardSet {
+			if s < 0 || s >= n.Shards || !r.local(n, s) {
 				// Never forward a forwarded scan: one hop only.
-				return nil, kv.Errorf(kv.CodeUnavailable, "node %d no longer has every shard of %q", r.cfg.Self, n.Name)
+				return nil, kv.Errorf(kv.CodeUnavailable, "node %d has no replica of shard %d of %q (moved?)", r.cfg.Self, s, n.Name)
 			}
 		}
-		res, err := r.Scan(ctx, req)
+		res, err := r.localScan(ctx, n, req, req.ShardSet)
 		if err != nil {
 			return nil, err
 		}

@@ -275,10 +275,20 @@ func TestReadsToLeader(t *testing.T) {
 }
 
 func TestScanCodec(t *testing.T) {
-	req := kv.ScanRequest{Namespace: "ns", Prefix: []byte("p"), After: []byte{}, Limit: 50, KeysOnly: true, Now: -7}
+	req := kv.ScanRequest{Namespace: "ns", Prefix: []byte("p"), After: []byte{}, Limit: 50, KeysOnly: true, Now: -7, Shards: 16, ShardSet: []int{0, 7, 15}}
 	got, err := decodeScanRequest(appendScanRequest(nil, req))
-	if err != nil || got.Namespace != "ns" || string(got.Prefix) != "p" || got.After == nil || len(got.After) != 0 || got.Limit != 50 || !got.KeysOnly || got.Now != -7 {
+	if err != nil || got.Namespace != "ns" || string(got.Prefix) != "p" || got.After == nil || len(got.After) != 0 || got.Limit != 50 || !got.KeysOnly || got.Now != -7 ||
+		got.Shards != 16 || !slices.Equal(got.ShardSet, req.ShardSet) {
 		t.Fatalf("request round trip: %+v %v", got, err)
+	}
+	for _, bad := range []kv.ScanRequest{
+		{Namespace: "ns", Shards: 4, ShardSet: []int{4}},    // beyond the shard count
+		{Namespace: "ns", Shards: 4},                        // no shard named
+		{Namespace: "ns", Shards: 1, ShardSet: []int{0, 0}}, // more shards than there are
+	} {
+		if _, err := decodeScanRequest(appendScanRequest(nil, bad)); err == nil {
+			t.Fatalf("decoded a bad shard set %v of %d", bad.ShardSet, bad.Shards)
+		}
 	}
 	req.After = nil
 	if got, _ := decodeScanRequest(appendScanRequest(nil, req)); got.After != nil {

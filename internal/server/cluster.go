@@ -54,6 +54,17 @@ type cluster struct {
 	reconciling     sync.Mutex
 	groups          map[uint64]raftstore.GroupSpec
 	reconcileFailed atomic.Bool
+	// lingering are local replicas of groups whose target no longer holds
+	// this node but whose removal from the group's membership is not yet
+	// confirmed: they keep running (the group may still count on them)
+	// until it is. Guarded by reconciling.
+	lingering map[uint64]bool
+	// restored is set once the replicas left on disk by an earlier run
+	// were looked at. Guarded by reconciling.
+	restored bool
+	// started is when this node started (a node heard from nobody yet
+	// must not take silence for death).
+	started time.Time
 
 	// bg is the context of the background work (bootstrap, address
 	// registration); close cancels it.
@@ -90,7 +101,7 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec)}
+	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec), lingering: make(map[uint64]bool), started: now()}
 	tcfg := transport.DefaultTCPConfig()
 	tcfg.ID = transport.NodeID(cc.ID)
 	tcfg.ListenAddr = cc.PeerAddr
@@ -171,6 +182,7 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.tr.Handle(transport.KindForward, c.router)
+	c.tr.Handle(transport.KindControl, transport.HandlerFuncs{OnServe: c.serveControl})
 	c.meta.Subscribe(c.reconcile)
 	c.meta.Start()
 
@@ -208,61 +220,9 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.balanceLeaders(bctx, ids[0])
+		c.maintain(bctx, ids[0])
 	}()
 	return c, nil
-}
-
-// leaderBalanceInterval is how often a node looks for leaderships to hand
-// back to their preferred replicas.
-const leaderBalanceInterval = 2 * time.Second
-
-// balanceLeaders retries a failed reconciliation and gives back, every
-// leaderBalanceInterval, each leadership
-// this node holds of a group whose preferred leader (the first replica in
-// the layout; for the control plane the smallest member id) is another
-// node that is fully caught up. After a failure and recovery the leaders
-// return to where placement spread them, instead of piling up on the
-// survivors.
-func (c *cluster) balanceLeaders(ctx context.Context, metaPreferred uint64) {
-	t := time.NewTicker(leaderBalanceInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if c.reconcileFailed.Load() {
-			c.reconcile(c.meta.View()) // a replica could not start or stop: try again
-		}
-		preferred := map[uint64]uint64{controlplane.MetaGroup: metaPreferred}
-		for _, ns := range c.meta.View().Namespaces {
-			for _, sh := range ns.Shards {
-				preferred[sh.Group] = sh.Replicas[0]
-			}
-		}
-		var wg sync.WaitGroup
-		for _, st := range c.node.Groups() {
-			pref := preferred[st.ID]
-			if st.Leader != c.id || pref == 0 || pref == c.id {
-				continue
-			}
-			if m, ok := st.Match[pref]; !ok || m < st.Commit {
-				continue // not caught up (or down): leading stays here
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				tctx, cancel := context.WithTimeout(ctx, time.Second)
-				defer cancel()
-				if err := c.node.TransferLeadership(tctx, st.ID, pref); err == nil {
-					c.logger.Info("leadership handed back to the preferred replica", "group", st.ID, "namespace", st.Namespace, "shard", st.Shard, "to", pref)
-				}
-			}()
-		}
-		wg.Wait()
-	}
 }
 
 // metaVoters picks the control plane's voters among the initial members:
@@ -312,20 +272,53 @@ func (c *cluster) reconcile(v *controlplane.View) {
 	failed := false
 	defer func() { c.reconcileFailed.Store(failed) }()
 	want := make(map[uint64]raftstore.GroupSpec)
+	known := make(map[uint64]raftstore.GroupSpec) // every data group of the view
 	var table []router.Namespace
 	for _, ns := range v.Namespaces {
 		rn := router.Namespace{Name: ns.Name, Shards: ns.Policy.Shards}
 		for _, sh := range ns.Shards {
 			rn.Groups = append(rn.Groups, sh.Group)
 			rn.Replicas = append(rn.Replicas, sh.Replicas)
+			spec := raftstore.GroupSpec{ID: sh.Group, Namespace: ns.Name, Shard: sh.Shard, Shards: ns.Policy.Shards}
+			known[sh.Group] = spec
 			if slices.Contains(sh.Replicas, c.id) {
-				want[sh.Group] = raftstore.GroupSpec{ID: sh.Group, Namespace: ns.Name, Shard: sh.Shard, Shards: ns.Policy.Shards,
-					Peers: sh.Replicas, Campaign: sh.Replicas[0] == c.id}
+				initial := sh.Initial
+				if len(initial) == 0 {
+					initial = sh.Replicas
+				}
+				// Only the group's first voters bootstrap it; a replica
+				// moved in starts empty and waits to be added.
+				if slices.Contains(initial, c.id) {
+					spec.Peers, spec.Campaign = initial, sh.Replicas[0] == c.id
+				}
+				want[sh.Group] = spec
 			}
 		}
 		table = append(table, rn)
 	}
+	if !c.restored && len(v.Namespaces) > 0 {
+		// A replica that was moving away when this node stopped is still
+		// on disk: run it again as lingering, so it is deleted once its
+		// group confirms it is out.
+		c.restored = true
+		ids, err := c.log.Groups()
+		if err != nil {
+			c.logger.Error("cannot list the Raft groups on disk", "err", err)
+		}
+		for _, id := range ids {
+			spec, ok := known[id]
+			if _, wanted := want[id]; !ok || wanted {
+				continue
+			}
+			if err := c.node.CreateGroup(ctx, spec); err != nil {
+				c.logger.Error("cannot restart a moving-away replica", "group", id, "err", err)
+				continue
+			}
+			c.groups[id] = spec
+		}
+	}
 	for id, spec := range want {
+		delete(c.lingering, id) // moved back before it left
 		if _, ok := c.groups[id]; ok {
 			continue
 		}
@@ -336,22 +329,24 @@ func (c *cluster) reconcile(v *controlplane.View) {
 		}
 		c.groups[id] = spec
 	}
-	for id, spec := range c.groups {
+	for id := range c.groups {
 		if _, ok := want[id]; ok {
 			continue
 		}
-		// The namespace was dropped (or the shard moved away): stop the
-		// replica and delete its rows here.
+		if _, ok := known[id]; ok {
+			// The shard moves away: the replica stays until the group's
+			// leader has taken it out of the membership (maintain).
+			c.lingering[id] = true
+			continue
+		}
+		// The namespace was dropped: stop the replica and delete its rows.
 		if err := c.node.RemoveGroup(ctx, id); err != nil {
 			c.logger.Error("cannot stop shard replica", "group", id, "err", err)
 			failed = true
 			continue
 		}
-		flush := kv.Batch{Ops: []kv.Op{{Kind: kv.OpFlush, Namespace: spec.Namespace}}, Shard: spec.Shard, Shards: spec.Shards}
-		if _, err := c.store.Apply(ctx, flush); err != nil {
-			c.logger.Error("cannot delete a dropped shard's rows", "group", id, "err", err)
-		}
 		delete(c.groups, id)
+		delete(c.lingering, id)
 	}
 	if err := c.router.SetNamespaces(table); err != nil {
 		c.logger.Error("bad namespace table", "err", err)
@@ -400,7 +395,8 @@ type ShardStatus struct {
 	Commit    uint64            `json:"commit"`
 	Applied   uint64            `json:"applied"`
 	Voters    []uint64          `json:"voters"`
-	Lag       map[string]uint64 `json:"lag,omitempty"` // on the leader: entries each replica is behind
+	Learners  []uint64          `json:"learners,omitempty"` // replicas catching up (a move under way)
+	Lag       map[string]uint64 `json:"lag,omitempty"`      // on the leader: entries each replica is behind
 }
 
 func (c *cluster) status() ClusterStatus {
@@ -414,7 +410,7 @@ func (c *cluster) status() ClusterStatus {
 	}
 	for _, g := range c.node.Groups() {
 		s := ShardStatus{Namespace: g.Namespace, Shard: g.Shard, Group: g.ID, Leader: g.Leader, Term: g.Term,
-			State: g.State, Commit: g.Commit, Applied: g.Applied, Voters: g.Voters}
+			State: g.State, Commit: g.Commit, Applied: g.Applied, Voters: g.Voters, Learners: g.Learners}
 		if g.Match != nil {
 			s.Lag = make(map[string]uint64)
 			for id, m := range g.Match {
@@ -450,7 +446,7 @@ func (c *cluster) info() []resp.InfoField {
 	return []resp.InfoField{
 		{Name: "cluster_enabled", Value: "1"},
 		{Name: "fulcrum_node_id", Value: strconv.FormatUint(c.id, 10)},
-		{Name: "fulcrum_nodes", Value: strconv.Itoa(len(c.peers))},
+		{Name: "fulcrum_nodes", Value: strconv.Itoa(len(st.Members))},
 		{Name: "fulcrum_shards_local", Value: strconv.Itoa(len(st.Shards))},
 		{Name: "fulcrum_shards_leading", Value: strconv.Itoa(leading)},
 		{Name: "fulcrum_raft_proposals", Value: strconv.FormatUint(e.Proposals, 10)},

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,12 +25,19 @@ import (
 // pick them at bind time as it does for the client listeners.
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
+	// Below the ephemeral range (32768 up), so outgoing connections of
+	// this or another test cannot take a port between its release here
+	// and the node's bind; random, so parallel test binaries rarely try
+	// the same one (a taken port is skipped).
 	var out []string
 	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 1000 {
+			t.Fatalf("no %d free ports below 32768", n)
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		lns = append(lns, ln)
 		out = append(out, ln.Addr().String())
@@ -355,5 +365,168 @@ func TestClusterJoin(t *testing.T) {
 	})
 	if n := len(nodes[0].cluster.status().Members); n != 4 {
 		t.Fatalf("restart registered a new member: %d members", n)
+	}
+}
+
+// TestClusterMovesReplicasOnJoinAndRemove: a joined node takes its share
+// of the replicas, a removed node hands all of its away (data, control
+// plane vote and all), a removed dead node's replicas are replaced, and
+// the cluster keeps every acknowledged write and keeps serving once the
+// removed node is stopped.
+func TestClusterMovesReplicasOnJoinAndRemove(t *testing.T) {
+	cfgs := clusterConfigs(t, 3)
+	nodes, stops := startCluster(t, cfgs)
+	ctx := context.Background()
+	c1 := respClient(t, nodes[0])
+	const keys = 200
+	for i := 0; i < keys; i++ {
+		retry(t, 10*time.Second, func() error { return c1.Set(ctx, fmt.Sprintf("k%d", i), fmt.Sprint(i), 0).Err() })
+	}
+	jcfg := testConfig(t)
+	jcfg.Cluster.Join = nodes[1].HTTPAddr()
+	jcfg.Cluster.PeerAddr = freePorts(t, 1)[0]
+	jcfg.Cluster.Tick = cfgs[0].Cluster.Tick
+	jcfg.Cluster.RequestTimeout = cfgs[0].Cluster.RequestTimeout
+	joined, _ := startNode(t, jcfg)
+	all := append(slices.Clone(nodes), joined)
+
+	// 4 shards x 3 replicas over 4 nodes: 3 each, every group with 3
+	// voters and no learner left.
+	voterCount := func(s *Server) (int, error) {
+		n := 0
+		for _, g := range s.cluster.node.Groups() {
+			if g.ID == controlplane.MetaGroup {
+				continue
+			}
+			if !slices.Contains(g.Voters, s.cluster.id) {
+				return 0, fmt.Errorf("node %d: replica of group %d is not a voter (voters %v)", s.cluster.id, g.ID, g.Voters)
+			}
+			if len(g.Voters) != 3 || len(g.Learners) != 0 {
+				return 0, fmt.Errorf("node %d: group %d voters %v learners %v", s.cluster.id, g.ID, g.Voters, g.Learners)
+			}
+			n++
+		}
+		return n, nil
+	}
+	retry(t, 30*time.Second, func() error {
+		for _, s := range all {
+			n, err := voterCount(s)
+			if err != nil {
+				return err
+			}
+			if n != 3 {
+				return fmt.Errorf("node %d holds %d replicas, want 3", s.cluster.id, n)
+			}
+		}
+		return nil
+	})
+	cj := respClient(t, joined)
+	for i := 0; i < keys; i++ {
+		got, err := cj.Get(ctx, fmt.Sprintf("k%d", i)).Result()
+		if err != nil || got != fmt.Sprint(i) {
+			t.Fatalf("after the join, k%d = %q, %v", i, got, err)
+		}
+	}
+
+	// No node has every shard now: scans merge pages from several nodes,
+	// and paging with a small COUNT sees every key exactly once.
+	for _, s := range all {
+		c := respClient(t, s)
+		keysAll, err := c.Keys(ctx, "*").Result()
+		if err != nil || len(keysAll) != keys {
+			t.Fatalf("KEYS * via node %d: %d keys, %v; want %d", s.cluster.id, len(keysAll), err, keys)
+		}
+		seen := map[string]bool{}
+		var cursor uint64
+		for pages := 0; ; pages++ {
+			page, next, err := c.Scan(ctx, cursor, "k1*", 7).Result()
+			if err != nil || pages > keys {
+				t.Fatalf("SCAN via node %d: %v after %d pages", s.cluster.id, err, pages)
+			}
+			for _, k := range page {
+				if seen[k] || !strings.HasPrefix(k, "k1") {
+					t.Fatalf("SCAN via node %d: %q twice or unmatched", s.cluster.id, k)
+				}
+				seen[k] = true
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+		if len(seen) != 111 { // k1, k10-k19, k100-k199
+			t.Fatalf("SCAN MATCH k1* via node %d saw %d keys, want 111", s.cluster.id, len(seen))
+		}
+	}
+
+	// A fifth node joins, takes replicas, and dies.
+	j5 := jcfg
+	j5.Data.Dir = t.TempDir()
+	j5.Cluster.PeerAddr = freePorts(t, 1)[0]
+	fifth, stopFifth := startNode(t, j5)
+	retry(t, 30*time.Second, func() error {
+		if n, err := voterCount(fifth); err != nil || n < 2 {
+			return fmt.Errorf("node 5 holds %d replicas (%v)", n, err)
+		}
+		return nil
+	})
+	if err := stopFifth(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Remove node 2 (alive, a control-plane voter) and node 5 (dead).
+	for _, id := range []string{"2", "5"} {
+		req, _ := http.NewRequest(http.MethodDelete, "http://"+nodes[0].HTTPAddr()+"/v1/cluster/members/"+id, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("DELETE member %s: %s %s", id, resp.Status, body)
+		}
+	}
+	retry(t, 60*time.Second, func() error {
+		for _, id := range []uint64{2, 5} {
+			if st := nodes[0].cluster.meta.View().Members[id].State; st != controlplane.StateRemoved {
+				return fmt.Errorf("node %d state %q", id, st)
+			}
+		}
+		if n := len(nodes[1].cluster.node.Groups()); n > 1 {
+			return fmt.Errorf("node 2 still runs %d groups", n)
+		}
+		for _, s := range []*Server{nodes[0], nodes[2], joined} {
+			n, err := voterCount(s)
+			if err != nil {
+				return err
+			}
+			if n != 4 {
+				return fmt.Errorf("node %d holds %d replicas, want 4", s.cluster.id, n)
+			}
+		}
+		st, ok := nodes[0].cluster.node.Status(controlplane.MetaGroup)
+		if !ok || slices.Contains(st.Voters, 2) || len(st.Voters) != 3 || slices.Contains(st.Learners, 2) || slices.Contains(st.Learners, 5) {
+			return fmt.Errorf("control plane voters %v learners %v", st.Voters, st.Learners)
+		}
+		return nil
+	})
+	// Without node 2 the cluster serves and has everything.
+	if err := stops[1](); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < keys; i++ {
+		var got string
+		retry(t, 10*time.Second, func() error {
+			var err error
+			got, err = cj.Get(ctx, fmt.Sprintf("k%d", i)).Result()
+			return err
+		})
+		if got != fmt.Sprint(i) {
+			t.Fatalf("after the removal, k%d = %q", i, got)
+		}
+	}
+	retry(t, 10*time.Second, func() error { return cj.Set(ctx, "after", "removal", 0).Err() })
+	if _, err := nodes[0].cluster.meta.Namespaces(ctx); err != nil {
+		t.Fatalf("control plane without node 2: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,6 +188,10 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 			}
 			if s.cluster != nil && r.URL.Path == "/v1/cluster/join" {
 				s.cluster.admit(w, r)
+				return
+			}
+			if s.cluster != nil && strings.HasPrefix(r.URL.Path, "/v1/cluster/members/") {
+				s.cluster.serveMembers(w, r)
 				return
 			}
 			h.ServeHTTP(w, r)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fulcrumdb/fulcrum/internal/hlc"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
+	"github.com/fulcrumdb/fulcrum/internal/placement"
 )
 
 // SyncMode is the durability policy.
@@ -507,6 +509,13 @@ func (s *Store) applyRequest(t *txn, r *request) error {
 		r.results[i] = res
 	}
 	for _, m := range b.Marks {
+		if m.Value == nil {
+			// A nil value removes the mark (a replica that left).
+			if err := t.b.Delete(markKey(m.Key), nil); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := t.b.Set(markKey(m.Key), m.Value, nil); err != nil {
 			return err
 		}
@@ -756,8 +765,11 @@ func (s *Store) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, er
 				return res, kv.Errorf(kv.CodeTimeout, "scan: %w", err)
 			}
 		}
-		examined++
 		key := it.Key()[len(base):]
+		if len(req.ShardSet) > 0 && !slices.Contains(req.ShardSet, placement.ShardOf(req.Namespace, key, req.Shards)) {
+			continue
+		}
+		examined++
 		last = append(last[:0], key...)
 		if req.Match != nil && !req.Match(key) {
 			continue
