@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -77,12 +78,46 @@ func (n *Node) ReadBarrier(ctx context.Context, group uint64) error {
 	}
 }
 
-// Get is a linearizable read of one key of the group's shard.
-func (n *Node) Get(ctx context.Context, group uint64, ns string, key []byte) (kv.Value, bool, error) {
+// Read runs read, which reads the group's rows from the local state
+// machine, after the group's read barrier, so what it sees is
+// linearizable. If this replica is removed meanwhile (its shard moved
+// away: its rows are deleted), Read fails with UNAVAILABLE and what read
+// saw must be discarded.
+func (n *Node) Read(ctx context.Context, group uint64, read func() error) error {
+	before, ok := n.Status(group)
+	if !ok {
+		return n.unavailable(group, errors.New("no replica of the group on this node"))
+	}
 	if err := n.ReadBarrier(ctx, group); err != nil {
+		return err
+	}
+	if err := read(); err != nil {
+		return err
+	}
+	if after, ok := n.Status(group); !ok || after.created != before.created {
+		return kv.Errorf(kv.CodeUnavailable, "group %d: the replica on node %d was removed during the read", group, n.cfg.NodeID)
+	}
+	return nil
+}
+
+// Replica identifies this node's current replica of the group: the
+// value changes when the replica is removed and another created in its
+// place. ok is false when there is none.
+func (n *Node) Replica(group uint64) (id uint64, ok bool) {
+	st, ok := n.Status(group)
+	return st.created, ok
+}
+
+// Get is a linearizable read of one key of the group's shard.
+func (n *Node) Get(ctx context.Context, group uint64, ns string, key []byte) (v kv.Value, ok bool, err error) {
+	err = n.Read(ctx, group, func() error {
+		v, ok, err = n.cfg.Store.Get(ctx, ns, key)
+		return err
+	})
+	if err != nil {
 		return kv.Value{}, false, err
 	}
-	return n.cfg.Store.Get(ctx, ns, key)
+	return v, ok, nil
 }
 
 func (n *Node) shardName(group uint64) string {

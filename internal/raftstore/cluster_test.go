@@ -30,6 +30,28 @@ type testCluster struct {
 	mu     sync.Mutex
 	nodes  map[uint64]*testNode
 	crashR *rand.Rand
+	// peersFor, when set, gives the Peers of a group's replica on a node
+	// (a replica moved in later has none), instead of spec.Peers.
+	peersFor func(node, group uint64) []uint64
+	// trace, when set, records what happened, for a failure's report.
+	trace     *tracer
+	traceLast map[string]string // mover goroutine only
+}
+
+// tracer keeps timestamped lines of a run.
+type tracer struct {
+	mu    sync.Mutex
+	start time.Time
+	lines []string
+}
+
+func (tr *tracer) add(format string, args ...any) {
+	if tr == nil {
+		return
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.lines = append(tr.lines, fmt.Sprintf("%8.3fms ", float64(time.Since(tr.start).Microseconds())/1000)+fmt.Sprintf(format, args...))
 }
 
 type testNode struct {
@@ -91,6 +113,9 @@ func (c *testCluster) start(id uint64, fs *vfs.MemFS) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, spec := range c.specs {
+		if c.peersFor != nil {
+			spec.Peers = c.peersFor(id, spec.ID)
+		}
 		if err := n.CreateGroup(ctx, spec); err != nil {
 			tn.stop()
 			return fmt.Errorf("node %d: create group %d: %w", id, spec.ID, err)
@@ -112,6 +137,7 @@ func (tn *testNode) stop() {
 // crash cuts the node off, keeps only what it had synced (plus a random
 // part of the rest) and restarts it from that.
 func (c *testCluster) crash(id uint64) {
+	c.trace.add("crash node %d", id)
 	c.mu.Lock()
 	tn := c.nodes[id]
 	delete(c.nodes, id)

@@ -105,6 +105,41 @@ func parseAppliedMark(v []byte) (index, term uint64, err error) {
 	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), nil
 }
 
+func tombMarkKey(group uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte("raft/tomb/"), group)
+}
+
+// tombstone is what a deleted replica of a group leaves behind: enough of
+// its Raft state to keep a replica recreated in its place (the shard moved
+// away and back) from undoing the old one's promises. A fresh replica
+// would otherwise start at term 0 with an empty log, accept a stale leader
+// and vote for any candidate, and a node with an outdated membership could
+// then win an election or commit with it in place of the old replica.
+type tombstone struct {
+	term                uint64 // the old replica's term: older leaders are refused
+	lastIndex, lastTerm uint64 // its log's end: candidates behind it get no vote
+}
+
+func (t tombstone) mark(group uint64) kv.Mark {
+	v := binary.BigEndian.AppendUint64(nil, t.term)
+	v = binary.BigEndian.AppendUint64(v, t.lastIndex)
+	return kv.Mark{Key: tombMarkKey(group), Value: binary.BigEndian.AppendUint64(v, t.lastTerm)}
+}
+
+func parseTombstone(v []byte) (tombstone, error) {
+	if len(v) != 24 {
+		return tombstone{}, fmt.Errorf("raftstore: corrupt tombstone (%d bytes)", len(v))
+	}
+	return tombstone{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), binary.BigEndian.Uint64(v[16:])}, nil
+}
+
+// admits says whether a candidate whose log ends at (lastTerm, index)
+// could have had the old replica's vote: its log must be at least as up
+// to date as the old replica's was.
+func (t tombstone) admits(lastTerm, index uint64) bool {
+	return lastTerm > t.lastTerm || (lastTerm == t.lastTerm && index >= t.lastIndex)
+}
+
 func confMark(group uint64, cs *pb.ConfState) (kv.Mark, error) {
 	v, err := proto.Marshal(cs)
 	return kv.Mark{Key: confMarkKey(group), Value: v}, err

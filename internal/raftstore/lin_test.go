@@ -123,10 +123,15 @@ func runClientOp(c *testCluster, rec *lincheck.Recorder, client int, r *rand.Ran
 	group := c.groupOf(key)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(100+r.IntN(400))*time.Millisecond)
 	defer cancel()
+	if c.trace != nil {
+		start := time.Since(c.trace.start)
+		defer func() { c.trace.add("  op client %d via node %d key %s (began %v)", client, node.ID(), key, start) }()
+	}
 	switch x := r.IntN(10); {
 	case x < 4:
 		p := rec.Begin(client, lincheck.Input{Kind: lincheck.Get, Key: key})
 		v, ok, err := node.Get(ctx, group, testNS, []byte(key))
+		c.trace.add("get %s via %d: %q v%d %v %v", key, node.ID(), v.Data, v.Version, ok, err)
 		if err != nil {
 			p.Fail() // a failed read has no effect
 			return
@@ -139,6 +144,11 @@ func runClientOp(c *testCluster, rec *lincheck.Recorder, client int, r *rand.Ran
 		val := fmt.Sprintf("%d-%d", client, r.Uint32())
 		p := rec.Begin(client, lincheck.Input{Kind: lincheck.Put, Key: key, Value: val})
 		res, err := node.Write(ctx, group, set(key, val))
+		if err == nil {
+			c.trace.add("put %s=%s via %d: v%d", key, val, node.ID(), res[0].Cur.Version)
+		} else {
+			c.trace.add("put %s=%s via %d: %v", key, val, node.ID(), err)
+		}
 		if !recordWriteError(p, err) {
 			return
 		}
@@ -150,6 +160,11 @@ func runClientOp(c *testCluster, rec *lincheck.Recorder, client int, r *rand.Ran
 		p := rec.Begin(client, lincheck.Input{Kind: lincheck.CAS, Key: key, Value: val, IfVersion: ifv})
 		b := kv.Batch{Ops: []kv.Op{{Kind: kv.OpSet, Namespace: testNS, Key: []byte(key), Value: []byte(val), Cond: kv.CondVersion, IfVersion: ifv}}}
 		res, err := node.Write(ctx, group, b)
+		if err == nil {
+			c.trace.add("cas %s=%s if v%d via %d: applied %v v%d", key, val, ifv, node.ID(), res[0].Applied, res[0].Cur.Version)
+		} else {
+			c.trace.add("cas %s=%s if v%d via %d: %v", key, val, ifv, node.ID(), err)
+		}
 		if !recordWriteError(p, err) {
 			return
 		}

@@ -27,9 +27,13 @@ type loop struct {
 	// readGroups are groups with reads waiting to be issued this round.
 	readGroups []*group
 	readSeq    uint64
+	// created numbers replicas as they are created, so a reader can tell
+	// a replica from one recreated in its place (GroupStatus.created).
+	created uint64
 }
 
 type group struct {
+	created     uint64
 	spec        GroupSpec
 	rn          *raft.RawNode
 	st          *raftlog.GroupStorage
@@ -51,6 +55,9 @@ type group struct {
 	// timeout (lease reads only): it forgot which leader it heard from, so
 	// it would otherwise vote at once and break that leader's lease.
 	noVoteUntil time.Time
+	// tomb is what an earlier, deleted replica of the group on this node
+	// left (nil: none): votes it would have refused are dropped.
+	tomb *tombstone
 	// campaignAt, when set, is the applied index after which this replica
 	// starts an election: raft refuses to campaign while the bootstrap's
 	// conf changes are unapplied.
@@ -198,6 +205,29 @@ func (l *loop) createGroup(spec GroupSpec) error {
 	if err != nil {
 		return err
 	}
+	if applied > 0 && applied <= last {
+		// Raft resumes from the conf state as of the applied index. The
+		// log's copy is saved (synced) when a change is applied, but the
+		// state machine's applied index may have lost its last rounds in
+		// a crash: the state machine's own copy, written with the applied
+		// mark, is the one that matches it.
+		if v, ok, err := cfg.Store.Mark(confMarkKey(spec.ID)); err != nil {
+			return fmt.Errorf("raftstore: group %d: conf mark: %w", spec.ID, err)
+		} else if ok {
+			csm := new(pb.ConfState)
+			if err := proto.Unmarshal(v, csm); err != nil {
+				return fmt.Errorf("raftstore: group %d: conf mark: %w", spec.ID, err)
+			}
+			if !proto.Equal(csm, cs) {
+				b := cfg.Log.NewBatch()
+				b.SetConfState(spec.ID, csm)
+				if err := b.Commit(true); err != nil {
+					return fmt.Errorf("raftstore: group %d: restore conf state: %w", spec.ID, err)
+				}
+				cs = csm
+			}
+		}
+	}
 	if applied > last || hs.GetCommit() < applied {
 		// The state machine is ahead of the log: a snapshot was installed
 		// and synced but the crash came before the log recorded it (or
@@ -223,6 +253,26 @@ func (l *loop) createGroup(spec GroupSpec) error {
 		b.SetHardState(spec.ID, nhs)
 		if err := b.Commit(true); err != nil {
 			return fmt.Errorf("raftstore: group %d: reconcile log: %w", spec.ID, err)
+		}
+	}
+	var tomb *tombstone
+	if v, ok, err := cfg.Store.Mark(tombMarkKey(spec.ID)); err != nil {
+		return fmt.Errorf("raftstore: group %d: tombstone: %w", spec.ID, err)
+	} else if ok {
+		t, err := parseTombstone(v)
+		if err != nil {
+			return err
+		}
+		tomb = &t
+		if last == 0 && hs.GetTerm() < t.term {
+			// Recreated in place of a deleted replica: start at its term.
+			b := cfg.Log.NewBatch()
+			term := t.term
+			b.SetHardState(spec.ID, &pb.HardState{Term: &term})
+			if err := b.Commit(true); err != nil {
+				return fmt.Errorf("raftstore: group %d: tombstone term: %w", spec.ID, err)
+			}
+			hs = &pb.HardState{Term: &term}
 		}
 	}
 	rc := &raft.Config{
@@ -257,8 +307,11 @@ func (l *loop) createGroup(spec GroupSpec) error {
 			return fmt.Errorf("raftstore: group %d: bootstrap: %w", spec.ID, err)
 		}
 	}
+	l.created++
 	g := &group{
-		spec: spec, rn: rn, st: st,
+		tomb:    tomb,
+		created: l.created,
+		spec:    spec, rn: rn, st: st,
 		applied: applied, appliedTerm: appliedTerm, confState: cs,
 		hsTerm: hs.GetTerm(), hsVote: hs.GetVote(),
 		proposals: make(map[uint64]*proposal),
@@ -293,14 +346,29 @@ func (l *loop) removeGroup(id uint64) error {
 	l.n.statusMu.Lock()
 	delete(l.n.status, id)
 	l.n.statusMu.Unlock()
-	// The replica's rows and marks go first, synced: a replica created
-	// here again later (a shard moved back) must start empty, and a log
-	// deleted before them would leave a state machine ahead of its log.
+	// The replica's rows and marks go first, synced, with its tombstone: a
+	// replica created here again later (a shard moved back) must start
+	// empty but bound by the old one's term and log, and a log deleted
+	// before them would leave a state machine ahead of its log.
+	st := g.rn.Status()
+	tomb := tombstone{term: max(g.hsTerm, st.HardState.GetTerm())}
+	if last, err := g.st.LastIndex(); err == nil {
+		if term, err := g.st.Term(last); err == nil {
+			tomb.lastIndex, tomb.lastTerm = last, term
+		}
+	}
+	if g.tomb != nil && tomb.admits(g.tomb.lastTerm, g.tomb.lastIndex) {
+		// An earlier replica's log went further: keep the stricter bound.
+		tomb.lastIndex, tomb.lastTerm = g.tomb.lastIndex, g.tomb.lastTerm
+	}
+	if g.tomb != nil {
+		tomb.term = max(tomb.term, g.tomb.term)
+	}
 	purge := kv.Batch{
 		Ops:    []kv.Op{{Kind: kv.OpFlush, Namespace: g.spec.Namespace}},
 		Shard:  g.spec.Shard,
 		Shards: g.spec.Shards,
-		Marks:  []kv.Mark{{Key: appliedMarkKey(id)}, {Key: confMarkKey(id)}},
+		Marks:  []kv.Mark{{Key: appliedMarkKey(id)}, {Key: confMarkKey(id)}, tomb.mark(id)},
 	}
 	if _, err := l.n.cfg.Store.ApplyAll(l.n.ctx, []kv.Batch{purge}); err != nil {
 		return fmt.Errorf("raftstore: group %d: delete the replica's rows: %w", id, err)
@@ -543,6 +611,21 @@ func (l *loop) step(in inbound) {
 		if t := m.GetType(); (t == pb.MsgVote || t == pb.MsgPreVote) && !g.noVoteUntil.IsZero() && time.Now().Before(g.noVoteUntil) {
 			continue // as if lost: see group.noVoteUntil
 		}
+		if t := m.GetType(); (t == pb.MsgVote || t == pb.MsgPreVote) && g.tomb != nil && !g.tomb.admits(m.GetLogTerm(), m.GetIndex()) {
+			continue // as if lost: see group.tomb
+		}
+		if m.GetType() == pb.MsgHeartbeat {
+			// A replica deleted here and recreated empty (its shard moved
+			// away and back) may hear from a leader that still remembers
+			// its old progress and claims a commit index past the new
+			// log; raft would take that for lost durable state and panic.
+			// The log may count as committed only what it holds: those
+			// entries came from a leader of this replica's current term,
+			// and a leader never commits past what it has committed.
+			if last, err := g.st.LastIndex(); err == nil && m.GetCommit() > last {
+				m.Commit = &last
+			}
+		}
 		_ = g.rn.Step(m) // local-only types and unknown peers are refused by raft
 	}
 }
@@ -764,6 +847,11 @@ func (l *loop) apply(readies []pendingReady) error {
 					return err
 				}
 				confBatch.SetConfState(g.spec.ID, cs)
+				cm, err := confMark(g.spec.ID, cs)
+				if err != nil {
+					return err
+				}
+				b.Marks = append(b.Marks, cm)
 				if from, ok := decodeProposer(ctx); ok && from.node == l.n.cfg.NodeID && from.incarnation == l.n.incarnation {
 					ref.p = g.proposals[from.id]
 					delete(g.proposals, from.id)
@@ -935,6 +1023,7 @@ func (l *loop) publish(g *group) {
 		Voters:   confStateVoters(g.confState),
 		Learners: append(append([]uint64(nil), g.confState.GetLearners()...), g.confState.GetLearnersNext()...),
 		Joint:    len(g.confState.GetVotersOutgoing()) > 0,
+		created:  g.created,
 	}
 	if s.RaftState == raft.StateLeader {
 		st.Match = make(map[uint64]uint64, len(s.Progress))

@@ -317,6 +317,8 @@ type GroupStatus struct {
 	// Joint is true while a membership change is half done (joint
 	// consensus): no other change can start until it leaves.
 	Joint bool
+	// created tells this replica from one recreated in its place.
+	created uint64
 	// Match is, on the leader, each replica's highest replicated index;
 	// Active says which replicas it heard from within an election timeout.
 	Match  map[uint64]uint64

@@ -23,6 +23,10 @@ import (
 type Engine interface {
 	Write(ctx context.Context, group uint64, b kv.Batch) ([]kv.Result, error)
 	ReadBarrier(ctx context.Context, group uint64) error
+	// Replica identifies the local replica of a group (it changes when
+	// the replica is removed and recreated; ok is false when there is
+	// none), so a read can tell that its rows were deleted under it.
+	Replica(group uint64) (id uint64, ok bool)
 	// Leader is the group's leader as this node last saw it (0: none
 	// known or no local replica).
 	Leader(group uint64) uint64
@@ -302,10 +306,13 @@ func (r *Router) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool
 			}
 			// The leader cannot be reached: read here (ReadIndex).
 		}
-		if err := r.cfg.Engine.ReadBarrier(ctx, n.Groups[shard]); err != nil {
-			return kv.Value{}, false, err
-		}
-		return r.cfg.Store.Get(ctx, ns, key)
+		var v kv.Value
+		var ok bool
+		err := r.read(ctx, []uint64{n.Groups[shard]}, func() (err error) {
+			v, ok, err = r.cfg.Store.Get(ctx, ns, key)
+			return err
+		})
+		return v, ok && err == nil, err
 	}
 	reply, err := r.forward(ctx, n, shard, req)
 	if err != nil {
@@ -343,22 +350,55 @@ func (r *Router) localScan(ctx context.Context, n *Namespace, req kv.ScanRequest
 	} else {
 		req.ShardSet, req.Shards = shards, n.Shards
 	}
-	errs := make([]error, len(shards))
-	var wg sync.WaitGroup
+	groups := make([]uint64, len(shards))
 	for i, s := range shards {
+		groups[i] = n.Groups[s]
+	}
+	var res kv.ScanResult
+	err := r.read(ctx, groups, func() (err error) {
+		res, err = r.cfg.Store.Scan(ctx, req)
+		return err
+	})
+	return res, err
+}
+
+// read runs read (of the local state machine) after the read barriers of
+// groups, and fails with UNAVAILABLE if a local replica of one of them
+// was removed meanwhile (a shard moving away deletes its rows): what read
+// saw is then discarded.
+func (r *Router) read(ctx context.Context, groups []uint64, read func() error) error {
+	replicas := make([]uint64, len(groups))
+	for i, g := range groups {
+		id, ok := r.cfg.Engine.Replica(g)
+		if !ok {
+			return kv.Errorf(kv.CodeUnavailable, "group %d has no replica on node %d (moved away?)", g, r.cfg.Self)
+		}
+		replicas[i] = id
+	}
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = r.cfg.Engine.ReadBarrier(ctx, n.Groups[s])
+			errs[i] = r.cfg.Engine.ReadBarrier(ctx, g)
 		}()
 	}
 	wg.Wait()
-	for _, e := range errs {
-		if e != nil {
-			return kv.ScanResult{}, e
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
-	return r.cfg.Store.Scan(ctx, req)
+	if err := read(); err != nil {
+		return err
+	}
+	for i, g := range groups {
+		if id, ok := r.cfg.Engine.Replica(g); !ok || id != replicas[i] {
+			return kv.Errorf(kv.CodeUnavailable, "group %d: the replica on node %d was removed during the read", g, r.cfg.Self)
+		}
+	}
+	return nil
 }
 
 // cover assigns every shard to a node with a replica of it: this node
@@ -707,10 +747,12 @@ func (r *Router) Serve(ctx context.Context, from transport.NodeID, kind transpor
 		if err != nil {
 			return nil, err
 		}
-		if err := r.cfg.Engine.ReadBarrier(ctx, group); err != nil {
-			return nil, err
-		}
-		v, ok, err := r.cfg.Store.Get(ctx, string(ns), key)
+		var v kv.Value
+		var ok bool
+		err = r.read(ctx, []uint64{group}, func() (err error) {
+			v, ok, err = r.cfg.Store.Get(ctx, string(ns), key)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}

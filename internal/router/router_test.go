@@ -46,6 +46,8 @@ func (e *fakeEngine) Write(ctx context.Context, group uint64, b kv.Batch) ([]kv.
 
 func (e *fakeEngine) Leader(group uint64) uint64 { return e.leader }
 
+func (e *fakeEngine) Replica(group uint64) (uint64, bool) { return 1, true }
+
 func (e *fakeEngine) ReadBarrier(ctx context.Context, group uint64) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -175,12 +175,18 @@ func (c *cluster) dropLingering(ctx context.Context, v *controlplane.View) {
 }
 
 // outOfGroup says whether the group's committed membership excludes this
-// node, as this replica or one of the target's replicas knows it.
+// node, as this replica or one of the target's replicas knows it. A
+// remote replica's membership counts only if it applied at least as far
+// as this one: an older one may predate this node's latest addition.
 func (c *cluster) outOfGroup(ctx context.Context, group uint64, target []uint64) bool {
 	excludes := func(voters, learners []uint64) bool {
 		return len(voters) > 0 && !slices.Contains(voters, c.id) && !slices.Contains(learners, c.id)
 	}
-	if st, ok := c.node.Status(group); ok && excludes(st.Voters, st.Learners) {
+	st, ok := c.node.Status(group)
+	if !ok {
+		return true // nothing running here
+	}
+	if excludes(st.Voters, st.Learners) {
 		return true
 	}
 	for _, id := range target {
@@ -193,8 +199,8 @@ func (c *cluster) outOfGroup(ctx context.Context, group uint64, target []uint64)
 		if err != nil {
 			continue
 		}
-		voters, learners, err := decodeMembership(reply)
-		if err == nil && excludes(voters, learners) {
+		applied, voters, learners, err := decodeMembership(reply)
+		if err == nil && applied >= st.Applied && excludes(voters, learners) {
 			return true
 		}
 	}
@@ -286,7 +292,7 @@ func appendMembershipQuery(dst []byte, group uint64) []byte {
 }
 
 // serveControl answers another node's control call: the membership of a
-// group as this replica has applied it.
+// group as this replica has applied it, and how far it applied.
 func (c *cluster) serveControl(ctx context.Context, from transport.NodeID, kind transport.Kind, req []byte) ([]byte, error) {
 	if len(req) == 0 || req[0] != ctlMembership {
 		return nil, kv.Errorf(kv.CodeInvalid, "control: unknown call")
@@ -299,7 +305,8 @@ func (c *cluster) serveControl(ctx context.Context, from transport.NodeID, kind 
 	if !ok {
 		return nil, kv.Errorf(kv.CodeNotFound, "control: no replica of group %d on node %d", group, c.id)
 	}
-	out := binary.AppendUvarint(nil, uint64(len(st.Voters)))
+	out := binary.AppendUvarint(nil, st.Applied)
+	out = binary.AppendUvarint(out, uint64(len(st.Voters)))
 	for _, id := range st.Voters {
 		out = binary.AppendUvarint(out, id)
 	}
@@ -310,8 +317,13 @@ func (c *cluster) serveControl(ctx context.Context, from transport.NodeID, kind 
 	return out, nil
 }
 
-func decodeMembership(b []byte) (voters, learners []uint64, err error) {
+func decodeMembership(b []byte) (applied uint64, voters, learners []uint64, err error) {
 	bad := errors.New("control: corrupt membership reply")
+	applied, k := binary.Uvarint(b)
+	if k <= 0 {
+		return 0, nil, nil, bad
+	}
+	b = b[k:]
 	list := func() ([]uint64, error) {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > 64 {
@@ -330,12 +342,12 @@ func decodeMembership(b []byte) (voters, learners []uint64, err error) {
 		return out, nil
 	}
 	if voters, err = list(); err != nil {
-		return nil, nil, err
+		return 0, nil, nil, err
 	}
 	if learners, err = list(); err != nil {
-		return nil, nil, err
+		return 0, nil, nil, err
 	}
-	return voters, learners, nil
+	return applied, voters, learners, nil
 }
 
 // serveMembers serves DELETE /v1/cluster/members/{id}: start removing a
