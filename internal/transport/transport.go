@@ -22,9 +22,11 @@ type Kind uint8
 
 // The kinds in use. Values are part of the wire format: never renumber one.
 const (
-	KindRaft    Kind = 1 // raft messages of all groups (one-way)
-	KindForward Kind = 2 // router request forwarding (Call)
-	KindControl Kind = 3 // control plane (Call and one-way)
+	KindRaft       Kind = 1 // raft messages of all groups (one-way)
+	KindForward    Kind = 2 // router request forwarding (Call)
+	KindControl    Kind = 3 // control plane (Call and one-way)
+	KindLeaderless Kind = 4 // the eventual/weak engine's replica calls
+	KindPrimary    Kind = 5 // the primary/replica engine's log shipping
 )
 
 // String returns the kind's name, or its number for an unknown kind.
@@ -36,6 +38,10 @@ func (k Kind) String() string {
 		return "forward"
 	case KindControl:
 		return "control"
+	case KindLeaderless:
+		return "leaderless"
+	case KindPrimary:
+		return "primary"
 	}
 	return "kind" + strconv.Itoa(int(k))
 }
