@@ -14,7 +14,7 @@ import (
 )
 
 const namespaceUsage = `Usage:
-  fulcrum namespace create NAME [--consistency strong] [--replicas 3] [--shards 16]
+  fulcrum namespace create NAME [--consistency strong|eventual|weak] [--replicas 3] [--shards 16] [--w 1] [--r 1]
   fulcrum namespace list
   fulcrum namespace describe NAME
   fulcrum namespace drop NAME
@@ -37,7 +37,9 @@ type NamespaceMain struct {
 // ParseFlags takes the subcommand, the name and the policy flags.
 func (m *NamespaceMain) ParseFlags(ctx context.Context, args []string) error {
 	cl := m.cmdline(namespaceUsage)
-	cl.fs.StringVar(&m.Policy.Consistency, "consistency", kv.ConsistencyStrong, "create: `level` strong (eventual and weak are not built yet)")
+	cl.fs.StringVar(&m.Policy.Consistency, "consistency", kv.ConsistencyStrong, "create: `level` strong (Raft, linearizable, CP), eventual (leaderless, AP, repaired) or weak (leaderless, one replica, no repair)")
+	cl.fs.IntVar(&m.Policy.W, "w", 0, "create, eventual: replicas that must acknowledge a write (default 1)")
+	cl.fs.IntVar(&m.Policy.R, "r", 0, "create, eventual: replicas that must answer a read (default 1)")
 	cl.fs.IntVar(&m.Policy.Replicas, "replicas", 3, "create: replicas of each shard")
 	cl.fs.IntVar(&m.Policy.Shards, "shards", 16, "create: number of shards")
 	cl.fs.BoolVar(&m.JSON, "json", false, "print the API's JSON answer")
@@ -124,7 +126,7 @@ func (m *NamespaceMain) Run(ctx context.Context) error {
 
 // writeNamespace prints a namespace's policy and shard layout.
 func writeNamespace(out io.Writer, n kv.NamespaceInfo) error {
-	fmt.Fprintf(out, "namespace %s: consistency=%s replicas=%d shards=%d\n\n", n.Name, n.Policy.Consistency, n.Policy.Replicas, n.Policy.Shards)
+	fmt.Fprintf(out, "namespace %s: %s\n\n", n.Name, n.Policy)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "SHARD\tGROUP\tREPLICAS\tLEADER")
 	for _, s := range n.Shards {

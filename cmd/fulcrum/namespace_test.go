@@ -53,8 +53,8 @@ func TestNamespaceCommands(t *testing.T) {
 	if code, _, errOut := run("create", "orders"); code != 1 || !strings.Contains(errOut, "CONFLICT") {
 		t.Fatalf("second create: %d %s", code, errOut)
 	}
-	if code, _, errOut := run("create", "x", "--consistency", "eventual"); code != 1 || !strings.Contains(errOut, "NOT_SUPPORTED") {
-		t.Fatalf("eventual: %d %s", code, errOut)
+	if code, _, errOut := run("create", "x", "--consistency", "eventual", "--replicas", "1", "--w", "2"); code != 1 || !strings.Contains(errOut, "INVALID w 2: want 1 to replicas (1)") {
+		t.Fatalf("eventual with w > replicas: %d %s", code, errOut)
 	}
 	if code, out, _ := run("drop", "orders"); code != 0 || out != "dropped orders\n" {
 		t.Fatalf("drop: %d %q", code, out)

@@ -97,6 +97,10 @@ type Cluster struct {
 	// by at most MaxClockDrift over an election timeout.
 	LeaseReads    bool     `toml:"lease_reads"`
 	MaxClockDrift Duration `toml:"max_clock_drift"`
+	// AntiEntropy is how often each replica of an eventual namespace's
+	// shard compares its Merkle tree with the other replicas' and
+	// exchanges what differs.
+	AntiEntropy Duration `toml:"anti_entropy"`
 }
 
 // Data configures the storage engine.
@@ -224,6 +228,7 @@ func Default() Config {
 			ElectionTicks:  10,
 			LeaseReads:     false,
 			MaxClockDrift:  0,
+			AntiEntropy:    Duration(2 * time.Second),
 		},
 	}
 }

@@ -107,6 +107,9 @@ func (c Config) TOML() string {
 	w.key("max_clock_drift", quote(c.Cluster.MaxClockDrift.String()),
 		"The clock-drift bound lease_reads relies on (above 0, at most a quarter",
 		"of the election timeout, tick * election_ticks); the lease is shortened by it.")
+	w.key("anti_entropy", quote(c.Cluster.AntiEntropy.String()),
+		"How often each replica of an eventual namespace's shard compares its",
+		"Merkle tree with the other replicas' and exchanges the keys that differ.")
 	return w.String()
 }
 

@@ -341,6 +341,7 @@ func (s *Service) CreateNamespace(ctx context.Context, name string, p kv.Policy)
 		return kv.NamespaceInfo{}, kv.Errorf(kv.CodeConflict, "namespace %q already exists", name)
 	}
 	ids := v.Active()
+	p = p.WithDefaults()
 	if err := p.Validate(len(ids)); err != nil {
 		return kv.NamespaceInfo{}, err
 	}

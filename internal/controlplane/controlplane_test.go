@@ -130,7 +130,9 @@ func TestCreateDescribeDrop(t *testing.T) {
 		p    kv.Policy
 		code kv.Code
 	}{
-		{"x", kv.Policy{Consistency: "eventual", Replicas: 3, Shards: 4}, kv.CodeNotSupported},
+		{"x", kv.Policy{Consistency: "eventual", Replicas: 3, Shards: 4, W: 4}, kv.CodeInvalid},
+		{"x", kv.Policy{Consistency: "weak", Replicas: 3, Shards: 4, R: 2}, kv.CodeInvalid},
+		{"x", kv.Policy{Consistency: "strong", Replicas: 3, Shards: 4, W: 2}, kv.CodeInvalid},
 		{"x", kv.Policy{Consistency: "sometimes", Replicas: 3, Shards: 4}, kv.CodeInvalid},
 		{"x", kv.Policy{Consistency: "strong", Replicas: 5, Shards: 4}, kv.CodeInvalid},
 		{"x", kv.Policy{Consistency: "strong", Replicas: 3, Shards: 0}, kv.CodeInvalid},

@@ -17,6 +17,25 @@ type Policy struct {
 	Replicas int `json:"replicas"`
 	// Shards is the fixed number of shards keys are hashed into.
 	Shards int `json:"shards"`
+	// W and R are how many replicas must acknowledge a write and answer a
+	// read (eventual: 1 to Replicas, default 1; weak: always 1; strong:
+	// unused, a Raft majority decides).
+	W int `json:"w,omitempty"`
+	R int `json:"r,omitempty"`
+}
+
+// WithDefaults fills in what the owner left out: W and R of eventual and
+// weak namespaces default to 1.
+func (p Policy) WithDefaults() Policy {
+	if p.Consistency == ConsistencyEventual || p.Consistency == ConsistencyWeak {
+		if p.W == 0 {
+			p.W = 1
+		}
+		if p.R == 0 {
+			p.R = 1
+		}
+	}
+	return p
 }
 
 // Policy bounds.
@@ -30,8 +49,20 @@ const (
 func (p Policy) Validate(nodes int) error {
 	switch p.Consistency {
 	case ConsistencyStrong:
-	case ConsistencyEventual, ConsistencyWeak:
-		return Errorf(CodeNotSupported, "consistency %q needs the leaderless engine, which is not built yet; use %q", p.Consistency, ConsistencyStrong)
+		if p.W != 0 || p.R != 0 {
+			return Errorf(CodeInvalid, "w and r apply to eventual namespaces; a strong namespace's writes and reads need a Raft majority")
+		}
+	case ConsistencyEventual:
+		if p.W < 1 || p.W > p.Replicas {
+			return Errorf(CodeInvalid, "w %d: want 1 to replicas (%d)", p.W, p.Replicas)
+		}
+		if p.R < 1 || p.R > p.Replicas {
+			return Errorf(CodeInvalid, "r %d: want 1 to replicas (%d)", p.R, p.Replicas)
+		}
+	case ConsistencyWeak:
+		if p.W != 1 || p.R != 1 {
+			return Errorf(CodeInvalid, "a weak namespace writes to and reads from one replica: w and r must be 1 (got %d and %d); use eventual for quorums", p.W, p.R)
+		}
 	default:
 		return Errorf(CodeInvalid, "consistency %q: want %s, %s or %s", p.Consistency, ConsistencyStrong, ConsistencyEventual, ConsistencyWeak)
 	}
@@ -48,7 +79,11 @@ func (p Policy) Validate(nodes int) error {
 }
 
 func (p Policy) String() string {
-	return fmt.Sprintf("consistency=%s replicas=%d shards=%d", p.Consistency, p.Replicas, p.Shards)
+	s := fmt.Sprintf("consistency=%s replicas=%d shards=%d", p.Consistency, p.Replicas, p.Shards)
+	if p.Consistency != ConsistencyStrong {
+		s += fmt.Sprintf(" w=%d r=%d", p.W, p.R)
+	}
+	return s
 }
 
 // NamespaceInfo describes a namespace of a cluster: its policy and where

@@ -10,11 +10,11 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
-const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong] [REPLICAS n] [SHARDS n] | LIST | DESCRIBE name | DROP name"
+const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong|eventual|weak] [REPLICAS n] [SHARDS n] [W n] [R n] | LIST | DESCRIBE name | DROP name"
 
 // cmdFulcrumNamespace manages cluster namespaces:
 //
-//	FULCRUM.NAMESPACE CREATE name [CONSISTENCY c] [REPLICAS n] [SHARDS n]
+//	FULCRUM.NAMESPACE CREATE name [CONSISTENCY c] [REPLICAS n] [SHARDS n] [W n] [R n]
 //	FULCRUM.NAMESPACE LIST
 //	FULCRUM.NAMESPACE DESCRIBE name
 //	FULCRUM.NAMESPACE DROP name
@@ -64,16 +64,21 @@ func cmdFulcrumNamespace(c *conn, args [][]byte) {
 			switch name {
 			case "CONSISTENCY":
 				p.Consistency = strings.ToLower(val)
-			case "REPLICAS", "SHARDS":
+			case "REPLICAS", "SHARDS", "W", "R":
 				n, err := strconv.Atoi(val)
 				if err != nil {
 					c.writeErr(kv.Errorf(kv.CodeInvalid, "%s %q is not a number", name, val))
 					return
 				}
-				if name == "REPLICAS" {
+				switch name {
+				case "REPLICAS":
 					p.Replicas = n
-				} else {
+				case "SHARDS":
 					p.Shards = n
+				case "W":
+					p.W = n
+				default:
+					p.R = n
 				}
 			default:
 				c.writeErr(kv.Errorf(kv.CodeInvalid, "unknown option %q: %s", opts[i], namespaceUsage))
@@ -94,7 +99,12 @@ func cmdFulcrumNamespace(c *conn, args [][]byte) {
 // writeNamespace answers with a namespace's policy and layout: a map
 // (RESP3) or flat field/value array (RESP2), readable in redis-cli.
 func (c *conn) writeNamespace(n kv.NamespaceInfo) {
-	c.writeMap(5)
+	quorums := n.Policy.Consistency != kv.ConsistencyStrong
+	if quorums {
+		c.writeMap(7)
+	} else {
+		c.writeMap(5)
+	}
 	c.writeBulkString("name")
 	c.writeBulkString(n.Name)
 	c.writeBulkString("consistency")
@@ -103,6 +113,12 @@ func (c *conn) writeNamespace(n kv.NamespaceInfo) {
 	c.writeInt(int64(n.Policy.Replicas))
 	c.writeBulkString("shards")
 	c.writeInt(int64(n.Policy.Shards))
+	if quorums {
+		c.writeBulkString("w")
+		c.writeInt(int64(n.Policy.W))
+		c.writeBulkString("r")
+		c.writeInt(int64(n.Policy.R))
+	}
 	c.writeBulkString("layout")
 	c.writeArray(len(n.Shards))
 	for _, s := range n.Shards {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fulcrumdb/fulcrum/internal/hlc"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 	"github.com/fulcrumdb/fulcrum/internal/placement"
 	"github.com/fulcrumdb/fulcrum/internal/transport"
@@ -54,6 +55,9 @@ type Namespace struct {
 	// Replicas[s] are the nodes with a replica of shard s, preferred
 	// leader first.
 	Replicas [][]uint64
+	// Policy is the namespace's policy: a strong one is served by the
+	// Raft groups, an eventual or weak one by the leaderless engine.
+	Policy kv.Policy
 }
 
 // Config configures a Router.
@@ -63,6 +67,9 @@ type Config struct {
 	Store      LocalStore
 	Transport  Caller
 	Namespaces []Namespace
+	// Leaderless serves eventual and weak namespaces (nil: they are
+	// refused with NOT_SUPPORTED).
+	Leaderless Leaderless
 	// Refresh, if set, brings the namespace table up to date (SetNamespaces)
 	// before a request for an unknown namespace is refused.
 	Refresh func(ctx context.Context) error
@@ -165,6 +172,9 @@ func (r *Router) Apply(ctx context.Context, b kv.Batch) ([]kv.Result, error) {
 	n, err := r.namespace(ctx, b.Ops[0].Namespace)
 	if err != nil {
 		return nil, err
+	}
+	if leaderlessNS(n) {
+		return r.applyEventual(ctx, n, b)
 	}
 	// Which shard each op goes to; a flush goes to all of them.
 	type part struct {
@@ -291,6 +301,13 @@ func (r *Router) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool
 	if err != nil {
 		return kv.Value{}, false, err
 	}
+	if leaderlessNS(n) {
+		m, err := r.getEventual(ctx, n, key)
+		if err != nil || !m.Found {
+			return kv.Value{}, false, err
+		}
+		return kv.Value{Data: m.Value, Timestamp: hlc.Timestamp{WallNanos: m.Timestamp, Logical: m.Logical}}, true, nil
+	}
 	shard := placement.ShardOf(ns, key, n.Shards)
 	req := appendHeader(nil, opGet, n.Groups[shard])
 	req = appendBytes(req, []byte(ns))
@@ -332,6 +349,9 @@ func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, e
 	n, err := r.namespace(ctx, req.Namespace)
 	if err != nil {
 		return kv.ScanResult{}, err
+	}
+	if leaderlessNS(n) {
+		return kv.ScanResult{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s: scans (KEYS, SCAN) are not supported there yet", n.Name, n.Policy.Consistency)
 	}
 	cover := r.cover(n)
 	if mine, ok := cover[r.cfg.Self]; ok && len(cover) == 1 && len(mine) == n.Shards {
@@ -549,9 +569,11 @@ func (r *Router) forward(ctx context.Context, n *Namespace, shard int, req []byt
 
 // Forwarded request kinds.
 const (
-	opWrite = 1
-	opGet   = 2
-	opScan  = 3
+	opWrite          = 1
+	opGet            = 2
+	opScan           = 3
+	opEventualPut    = 4
+	opEventualDelete = 5
 )
 
 // appendScanRequest encodes what a remote needs of req (not Match).
@@ -728,6 +750,8 @@ func (r *Router) Serve(ctx context.Context, from transport.NodeID, kind transpor
 	}
 	body := req[1+n:]
 	switch op {
+	case opEventualPut, opEventualDelete:
+		return r.serveEventual(ctx, op, body)
 	case opWrite:
 		b, err := kv.DecodeBatch(body)
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/config"
 	"github.com/fulcrumdb/fulcrum/internal/controlplane"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
+	lnode "github.com/fulcrumdb/fulcrum/internal/leaderless/node"
 	"github.com/fulcrumdb/fulcrum/internal/raftlog"
 	"github.com/fulcrumdb/fulcrum/internal/raftstore"
 	"github.com/fulcrumdb/fulcrum/internal/resp"
@@ -46,7 +47,9 @@ type cluster struct {
 	// meta exists.
 	metaRef atomic.Pointer[controlplane.Service]
 	router  *router.Router
-	logger  *slog.Logger
+	// eventual is the leaderless engine of eventual and weak namespaces.
+	eventual *lnode.Engine
+	logger   *slog.Logger
 
 	// groups are the data groups this node runs, by id; reconciling
 	// guards it (the control plane's subscriber and the retry both
@@ -62,6 +65,8 @@ type cluster struct {
 	// restored is set once the replicas left on disk by an earlier run
 	// were looked at. Guarded by reconciling.
 	restored bool
+	// antiEntropy is cluster.anti_entropy.
+	antiEntropy time.Duration
 	// started is when this node started (a node heard from nobody yet
 	// must not take silence for death).
 	started time.Time
@@ -101,7 +106,7 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec), lingering: make(map[uint64]bool), started: now()}
+	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec), lingering: make(map[uint64]bool), started: now(), antiEntropy: time.Duration(cc.AntiEntropy)}
 	tcfg := transport.DefaultTCPConfig()
 	tcfg.ID = transport.NodeID(cc.ID)
 	tcfg.ListenAddr = cc.PeerAddr
@@ -172,6 +177,7 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	c.metaRef.Store(c.meta)
 	c.router, err = router.New(router.Config{
 		Self: cc.ID, Engine: c.node, Store: st, Transport: c.tr,
+		Leaderless:    leaderlessRef{c},
 		Refresh:       c.meta.Refresh,
 		ReadsToLeader: cc.LeaseReads,
 		Timeout:       time.Duration(cc.RequestTimeout),
@@ -182,6 +188,10 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.tr.Handle(transport.KindForward, c.router)
+	if err := c.startEventual(now, logger); err != nil {
+		c.closeEngine()
+		return nil, err
+	}
 	c.tr.Handle(transport.KindControl, transport.HandlerFuncs{OnServe: c.serveControl})
 	c.meta.Subscribe(c.reconcile)
 	c.meta.Start()
@@ -275,10 +285,13 @@ func (c *cluster) reconcile(v *controlplane.View) {
 	known := make(map[uint64]raftstore.GroupSpec) // every data group of the view
 	var table []router.Namespace
 	for _, ns := range v.Namespaces {
-		rn := router.Namespace{Name: ns.Name, Shards: ns.Policy.Shards}
+		rn := router.Namespace{Name: ns.Name, Shards: ns.Policy.Shards, Policy: ns.Policy}
 		for _, sh := range ns.Shards {
 			rn.Groups = append(rn.Groups, sh.Group)
 			rn.Replicas = append(rn.Replicas, sh.Replicas)
+			if ns.Policy.Consistency != kv.ConsistencyStrong {
+				continue // the leaderless engine's: no Raft group
+			}
 			spec := raftstore.GroupSpec{ID: sh.Group, Namespace: ns.Name, Shard: sh.Shard, Shards: ns.Policy.Shards}
 			known[sh.Group] = spec
 			if slices.Contains(sh.Replicas, c.id) {
@@ -353,13 +366,17 @@ func (c *cluster) reconcile(v *controlplane.View) {
 	}
 }
 
-// closeEngine stops the engine, the transport and the log, in that
-// order: the engine must not send or persist after they are gone.
+// closeEngine stops the engines, the transport and the log, in that
+// order: the engines must not send or persist after they are gone.
 func (c *cluster) closeEngine() error {
+	var evErr error
+	if c.eventual != nil {
+		evErr = c.eventual.Close()
+	}
 	nodeErr := c.node.Close()
 	trErr := c.tr.Close()
 	logErr := c.log.Close()
-	return errors.Join(nodeErr, trErr, logErr)
+	return errors.Join(evErr, nodeErr, trErr, logErr)
 }
 
 // close hands leadership away (within ctx), then stops everything.

@@ -18,6 +18,8 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/config"
 	"github.com/fulcrumdb/fulcrum/internal/controlplane"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
+	lnode "github.com/fulcrumdb/fulcrum/internal/leaderless/node"
+	"github.com/fulcrumdb/fulcrum/internal/versionvec"
 )
 
 // freePorts reserves n loopback ports by binding and releasing them. The
@@ -172,8 +174,8 @@ func TestClusterServesFromEveryNode(t *testing.T) {
 	if err := clients[0].Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "orders").Err(); err == nil || !strings.HasPrefix(err.Error(), "CONFLICT") {
 		t.Fatalf("duplicate create: %v", err)
 	}
-	if err := clients[0].Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "x", "CONSISTENCY", "eventual").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOT_SUPPORTED") {
-		t.Fatalf("eventual: %v", err)
+	if err := clients[0].Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "x", "CONSISTENCY", "eventual", "R", "4").Err(); err == nil || !strings.HasPrefix(err.Error(), "INVALID r 4") {
+		t.Fatalf("eventual with R above replicas: %v", err)
 	}
 	resp, err = http.Get("http://" + nodes[0].HTTPAddr() + "/v1/namespaces/orders")
 	if err != nil {
@@ -529,4 +531,102 @@ func TestClusterMovesReplicasOnJoinAndRemove(t *testing.T) {
 	if _, err := nodes[0].cluster.meta.Namespaces(ctx); err != nil {
 		t.Fatalf("control plane without node 2: %v", err)
 	}
+}
+
+// TestClusterEventualNamespace: an eventual namespace stays available on
+// a lone node (where the strong default namespace refuses), and the
+// replicas that missed writes converge once they are back.
+func TestClusterEventualNamespace(t *testing.T) {
+	cfgs := clusterConfigs(t, 3)
+	for i := range cfgs {
+		cfgs[i].Cluster.AntiEntropy = config.Duration(200 * time.Millisecond)
+	}
+	nodes, stops := startCluster(t, cfgs)
+	ctx := context.Background()
+	c1 := respClient(t, nodes[0])
+	retry(t, 10*time.Second, func() error { return c1.Set(ctx, "strong", "1", 0).Err() })
+	if err := c1.Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "cache", "CONSISTENCY", "eventual", "REPLICAS", "3", "SHARDS", "4").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "bad", "CONSISTENCY", "weak", "W", "2").Err(); err == nil || !strings.Contains(err.Error(), "INVALID") {
+		t.Fatalf("weak with W 2: %v, want INVALID", err)
+	}
+	// A client of a namespace: one connection, so NAMESPACE sticks.
+	nsClient := func(s *Server) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: s.RESPAddr(), MaxRetries: -1, PoolSize: 1,
+			OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.Do(ctx, "NAMESPACE", "cache").Err() }})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	e1, e3 := nsClient(nodes[0]), nsClient(nodes[2])
+	retry(t, 10*time.Second, func() error { return e1.Set(ctx, "k0", "v0", 0).Err() })
+	for i := 1; i < 20; i++ {
+		if err := e1.Set(ctx, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retry(t, 5*time.Second, func() error {
+		got, err := e3.Get(ctx, "k7").Result()
+		if err != nil || got != "v7" {
+			return fmt.Errorf("k7 via node 3: %q %v", got, err)
+		}
+		return nil
+	})
+	if err := e1.SetNX(ctx, "k1", "x", 0).Err(); err == nil || !strings.Contains(err.Error(), "NOT_SUPPORTED") {
+		t.Fatalf("SETNX on an eventual namespace: %v, want NOT_SUPPORTED", err)
+	}
+
+	// Node 1 alone: the eventual namespace answers, the strong one cannot.
+	for _, stop := range stops[1:] {
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		if err := e1.Set(ctx, fmt.Sprintf("k%d", i), fmt.Sprintf("alone%d", i), 0).Err(); err != nil {
+			t.Fatalf("eventual write on a lone node: %v", err)
+		}
+	}
+	if got, err := e1.Get(ctx, "k3").Result(); err != nil || got != "alone3" {
+		t.Fatalf("eventual read on a lone node: %q %v", got, err)
+	}
+	if err := e1.Del(ctx, "k19").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Set(ctx, "strong", "2", 0).Err(); err == nil || !strings.Contains(err.Error(), "UNAVAILABLE") && !strings.Contains(err.Error(), "TIMEOUT") {
+		t.Fatalf("strong write on a lone node: %v, want UNAVAILABLE or TIMEOUT", err)
+	}
+
+	// The others come back and catch up (anti-entropy): node 3's own
+	// replica ends up with every write it missed, the delete included.
+	again := []*Server{}
+	for _, cfg := range cfgs[1:] {
+		s, _ := startNode(t, cfg)
+		again = append(again, s)
+	}
+	local := lnode.NewStorageStore(again[1].cluster.store)
+	retry(t, 20*time.Second, func() error {
+		for i := 0; i < 19; i++ {
+			raw, ok, err := local.Get(ctx, "cache", []byte(fmt.Sprintf("k%d", i)))
+			if err != nil || !ok {
+				return fmt.Errorf("k%d not on node 3: %v", i, err)
+			}
+			st, err := versionvec.DecodeSiblings(raw)
+			if err != nil {
+				return err
+			}
+			w, ok := st.Winner()
+			if !ok || string(w.Value) != fmt.Sprintf("alone%d", i) {
+				return fmt.Errorf("k%d on node 3: %q", i, w.Value)
+			}
+		}
+		raw, ok, err := local.Get(ctx, "cache", []byte("k19"))
+		if err != nil || !ok {
+			return fmt.Errorf("k19's tombstone not on node 3: %v", err)
+		}
+		if st, err := versionvec.DecodeSiblings(raw); err != nil || !st.Absent() {
+			return fmt.Errorf("k19 on node 3 is not deleted: %v", err)
+		}
+		return nil
+	})
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,22 +98,22 @@ type ReadResult struct {
 // replicas acknowledged, and keeps sending to the others in the
 // background until they answer or the deadline passes.
 func (e *Engine) Put(ctx context.Context, ns string, key, value []byte, opts WriteOptions) (WriteResult, error) {
-	if value == nil {
-		value = []byte{}
-	}
-	return e.write(ctx, ns, key, value, opts)
+	// The request keeps going after the answer: it must not share the
+	// caller's buffers (a protocol reader reuses them).
+	return e.write(ctx, ns, bytes.Clone(key), append([]byte{}, value...), opts)
 }
 
 // Delete writes a tombstone for key in ns, like Put. A key whose newest
 // write is a tombstone reads as absent on every replica, including one
 // that missed the delete once it has been repaired.
 func (e *Engine) Delete(ctx context.Context, ns string, key []byte, opts WriteOptions) (WriteResult, error) {
-	return e.write(ctx, ns, key, nil, opts)
+	return e.write(ctx, ns, bytes.Clone(key), nil, opts)
 }
 
 // Get reads key in ns from R replicas and answers with the newest state
 // among them, repairing stale home replicas as opts.Repair says.
 func (e *Engine) Get(ctx context.Context, ns string, key []byte, opts ReadOptions) (ReadResult, error) {
+	key = bytes.Clone(key) // repairs may outlive the call
 	if err := e.begin(); err != nil {
 		return ReadResult{}, err
 	}

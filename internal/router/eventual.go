@@ -1,0 +1,219 @@
+package router
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/fulcrumdb/fulcrum/internal/kv"
+	"github.com/fulcrumdb/fulcrum/internal/leaderless"
+	"github.com/fulcrumdb/fulcrum/internal/leaderless/node"
+	"github.com/fulcrumdb/fulcrum/internal/placement"
+)
+
+// Leaderless is what the router needs from the eventual/weak engine.
+type Leaderless interface {
+	Put(ctx context.Context, ns string, key, value []byte, opts node.WriteOptions) (node.WriteResult, error)
+	Delete(ctx context.Context, ns string, key []byte, opts node.WriteOptions) (node.WriteResult, error)
+	Get(ctx context.Context, ns string, key []byte, opts node.ReadOptions) (node.ReadResult, error)
+}
+
+// ReadMeta says what an eventual or weak read is: how many replicas
+// answered and agreed, whether stale ones were repaired, and the
+// answer's timestamp (last writer wins).
+type ReadMeta struct {
+	Found     bool
+	Value     []byte
+	Timestamp int64 // HLC wall time of the write, Unix ns (0: none)
+	Logical   uint32
+	Writer    uint64 // node that coordinated the write
+	Answered  int
+	Agreed    int
+	Required  int
+	Repaired  int
+}
+
+// leaderlessNS reports whether a namespace is served by the leaderless
+// engine.
+func leaderlessNS(n *Namespace) bool {
+	return n.Policy.Consistency == kv.ConsistencyEventual || n.Policy.Consistency == kv.ConsistencyWeak
+}
+
+func (r *Router) writeOptions(n *Namespace) node.WriteOptions {
+	return node.WriteOptions{N: n.Policy.Replicas, W: n.Policy.W, Sloppy: n.Policy.Consistency == kv.ConsistencyEventual}
+}
+
+func (r *Router) readOptions(n *Namespace) node.ReadOptions {
+	o := node.ReadOptions{N: n.Policy.Replicas, R: n.Policy.R}
+	if n.Policy.Consistency == kv.ConsistencyEventual {
+		o.Sloppy, o.Repair = true, leaderless.RepairAsync
+	}
+	return o
+}
+
+// Preference is a key's preference list for the leaderless engine: its
+// shard's replicas, then every other node the router knows of in id order
+// (the fallbacks of a sloppy quorum). Nil for a namespace it does not
+// know.
+func (r *Router) Preference(ns string, key []byte) []uint64 {
+	n := (*r.ns.Load())[ns]
+	if n == nil {
+		return nil
+	}
+	home := n.Replicas[placement.ShardOf(ns, key, n.Shards)]
+	out := slices.Clone(home)
+	for _, id := range r.nodes() {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// nodes lists every node that holds a replica of any namespace, in order.
+func (r *Router) nodes() []uint64 {
+	var ids []uint64
+	for _, n := range *r.ns.Load() {
+		for _, set := range n.Replicas {
+			for _, id := range set {
+				if !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// applyEventual runs a batch on a leaderless namespace: plain sets and
+// deletes only, one key at a time (no atomicity across keys, no
+// conditions, no expiry: those need a strong namespace).
+func (r *Router) applyEventual(ctx context.Context, n *Namespace, b kv.Batch) ([]kv.Result, error) {
+	if r.cfg.Leaderless == nil {
+		return nil, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s, and this node runs no leaderless engine", n.Name, n.Policy.Consistency)
+	}
+	for _, op := range b.Ops {
+		switch {
+		case op.Kind != kv.OpSet && op.Kind != kv.OpDelete:
+			return nil, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s: only plain SET, GET and DEL (counters, appends and expiry need a strong namespace)", n.Name, n.Policy.Consistency)
+		case op.Cond != kv.CondNone || b.AllAbsent:
+			return nil, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s: conditional writes (NX, XX, compare-and-set) need a strong namespace", n.Name, n.Policy.Consistency)
+		case op.ExpireAt != 0 || op.KeepTTL:
+			return nil, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s: expiry is not supported there yet", n.Name, n.Policy.Consistency)
+		}
+	}
+	res := make([]kv.Result, len(b.Ops))
+	for i, op := range b.Ops {
+		if err := r.eventualWrite(ctx, n, op); err != nil {
+			return nil, err
+		}
+		// DEL counts every key it was asked to delete: knowing whether one
+		// existed would need a read of R replicas.
+		res[i] = kv.Result{Applied: true, Count: 1, Cur: kv.Value{Data: op.Value}}
+	}
+	return res, nil
+}
+
+// eventualWrite writes one key, coordinated here if this node is one of
+// the key's home replicas, else by the first home replica it reaches.
+func (r *Router) eventualWrite(ctx context.Context, n *Namespace, op kv.Op) error {
+	shard := placement.ShardOf(n.Name, op.Key, n.Shards)
+	if slices.Contains(n.Replicas[shard], r.cfg.Self) {
+		return r.eventualWriteHere(ctx, n, op.Kind == kv.OpDelete, op.Key, op.Value)
+	}
+	kind := byte(opEventualPut)
+	if op.Kind == kv.OpDelete {
+		kind = opEventualDelete
+	}
+	msg := appendHeader(nil, kind, 0)
+	msg = appendBytes(msg, []byte(n.Name))
+	msg = appendBytes(msg, op.Key)
+	msg = appendBytes(msg, op.Value)
+	_, err := r.forward(ctx, n, shard, msg)
+	return err
+}
+
+func (r *Router) eventualWriteHere(ctx context.Context, n *Namespace, del bool, key, value []byte) error {
+	var err error
+	if del {
+		_, err = r.cfg.Leaderless.Delete(ctx, n.Name, key, r.writeOptions(n))
+	} else {
+		_, err = r.cfg.Leaderless.Put(ctx, n.Name, key, value, r.writeOptions(n))
+	}
+	return err
+}
+
+// getEventual reads a key of a leaderless namespace (any node can
+// coordinate a read).
+func (r *Router) getEventual(ctx context.Context, n *Namespace, key []byte) (ReadMeta, error) {
+	if r.cfg.Leaderless == nil {
+		return ReadMeta{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s, and this node runs no leaderless engine", n.Name, n.Policy.Consistency)
+	}
+	res, err := r.cfg.Leaderless.Get(ctx, n.Name, key, r.readOptions(n))
+	if err != nil {
+		return ReadMeta{}, err
+	}
+	return ReadMeta{Found: res.Found, Value: res.Value, Timestamp: res.Timestamp.WallNanos, Logical: res.Timestamp.Logical,
+		Writer: res.Dot.Node, Answered: res.Answered, Agreed: res.Agreed, Required: res.Required, Repaired: res.Repaired}, nil
+}
+
+// GetMeta reads a key with what the answer is: for an eventual or weak
+// namespace, how many replicas answered and agreed and whether a repair
+// was sent; for a strong one, a linearizable read (every replica agrees
+// by construction).
+func (r *Router) GetMeta(ctx context.Context, ns string, key []byte) (ReadMeta, error) {
+	ctx, cancel := r.withDeadline(ctx)
+	defer cancel()
+	n, err := r.namespace(ctx, ns)
+	if err != nil {
+		return ReadMeta{}, err
+	}
+	if leaderlessNS(n) {
+		return r.getEventual(ctx, n, key)
+	}
+	v, ok, err := r.Get(ctx, ns, key)
+	if err != nil {
+		return ReadMeta{}, err
+	}
+	return ReadMeta{Found: ok, Value: v.Data, Timestamp: v.Timestamp.WallNanos, Logical: v.Timestamp.Logical}, nil
+}
+
+// serveEventual answers a forwarded write of a leaderless namespace.
+func (r *Router) serveEventual(ctx context.Context, op byte, body []byte) ([]byte, error) {
+	ns, rest, err := readBytes(body)
+	if err != nil {
+		return nil, err
+	}
+	key, rest, err := readBytes(rest)
+	if err != nil {
+		return nil, err
+	}
+	value, _, err := readBytes(rest)
+	if err != nil {
+		return nil, err
+	}
+	n, err := r.namespace(ctx, string(ns))
+	if err != nil {
+		return nil, err
+	}
+	if !leaderlessNS(n) {
+		return nil, kv.Errorf(kv.CodeInvalid, "router: namespace %q is not leaderless", ns)
+	}
+	if r.cfg.Leaderless == nil {
+		return nil, kv.Errorf(kv.CodeNotSupported, "node %d runs no leaderless engine", r.cfg.Self)
+	}
+	if err := r.eventualWriteHere(ctx, n, op == opEventualDelete, key, value); err != nil {
+		if errors.Is(err, node.ErrNotReplica) {
+			return nil, kv.Errorf(kv.CodeUnavailable, "node %d is no longer a home replica of %q in %q", r.cfg.Self, key, ns)
+		}
+		return nil, err
+	}
+	return binary.AppendUvarint(nil, 1), nil
+}
+
+func (m ReadMeta) String() string {
+	return fmt.Sprintf("found=%v ts=%d.%d answered=%d agreed=%d required=%d repaired=%d", m.Found, m.Timestamp, m.Logical, m.Answered, m.Agreed, m.Required, m.Repaired)
+}
