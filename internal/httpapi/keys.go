@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/fulcrumdb/fulcrum/internal/hlc"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
@@ -81,6 +83,44 @@ func setValueHeaders(w http.ResponseWriter, v kv.Value) {
 	}
 }
 
+// MetaReader is a store that can say what kind of answer a read is (a
+// cluster's router).
+type MetaReader interface {
+	GetMeta(ctx context.Context, ns string, key []byte) (kv.ReadMeta, error)
+}
+
+// read reads a key, and with a MetaReader also what kind of answer it is
+// (meta is nil otherwise).
+func (h *Handler) read(ctx context.Context, ns string, key []byte) (kv.Value, bool, *kv.ReadMeta, error) {
+	mr, ok := h.opts.Store.(MetaReader)
+	if !ok {
+		v, found, err := h.opts.Store.Get(ctx, ns, key)
+		return v, found, nil, err
+	}
+	m, err := mr.GetMeta(ctx, ns, key)
+	if err != nil {
+		return kv.Value{}, false, nil, err
+	}
+	v := kv.Value{Data: m.Value, Version: m.Version, ExpireAt: m.ExpireAt, Timestamp: hlc.Timestamp{WallNanos: m.Timestamp, Logical: m.Logical}}
+	return v, m.Found, &m, nil
+}
+
+// setStalenessHeaders says what an eventual or weak read is: how many
+// replicas answered and agreed on the newest value, the write's
+// timestamp, and how many read repairs it triggered.
+func setStalenessHeaders(w http.ResponseWriter, m *kv.ReadMeta) {
+	hd := w.Header()
+	hd.Set("Fulcrum-Consistency", m.Consistency)
+	if m.Consistency != kv.ConsistencyEventual && m.Consistency != kv.ConsistencyWeak {
+		return
+	}
+	hd.Set("Fulcrum-Timestamp", strconv.FormatInt(m.Timestamp, 10)+"."+strconv.FormatUint(uint64(m.Logical), 10))
+	hd.Set("Fulcrum-Replicas-Answered", strconv.Itoa(m.Answered))
+	hd.Set("Fulcrum-Replicas-Agreed", strconv.Itoa(m.Agreed))
+	hd.Set("Fulcrum-Replicas-Required", strconv.Itoa(m.Required))
+	hd.Set("Fulcrum-Read-Repairs", strconv.Itoa(m.Repaired))
+}
+
 func notFound(ns string, key []byte) error {
 	return kv.Errorf(kv.CodeNotFound, "key %q not found in namespace %q", key, ns)
 }
@@ -99,9 +139,12 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v, ok, err := h.opts.Store.Get(r.Context(), ns, key)
+	v, ok, meta, err := h.read(r.Context(), ns, key)
 	if err != nil {
 		return err
+	}
+	if meta != nil {
+		setStalenessHeaders(w, meta)
 	}
 	if !ok {
 		return notFound(ns, key)

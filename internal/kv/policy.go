@@ -114,3 +114,28 @@ type ShardInfo struct {
 	// unknown).
 	Leader uint64 `json:"leader,omitempty"`
 }
+
+// ReadMeta is a read with what kind of answer it is. For an eventual or
+// weak namespace: how many replicas answered (Answered, of Required) and
+// how many of them held the newest value (Agreed: the others were
+// stale), and how many read repairs were sent. For a strong namespace
+// the read is linearizable and every count is zero.
+type ReadMeta struct {
+	Found bool
+	Value []byte
+	// Version and ExpireAt are a strong (or local) value's (see Value).
+	Version  uint64
+	ExpireAt int64
+	// Timestamp is the write's hybrid-logical-clock time (Unix ns) and
+	// Logical its logical part; Writer the node that coordinated it
+	// (eventual and weak).
+	Timestamp int64
+	Logical   uint32
+	Writer    uint64
+	// Consistency is the namespace's.
+	Consistency string
+	Answered    int
+	Agreed      int
+	Required    int
+	Repaired    int
+}

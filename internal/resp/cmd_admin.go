@@ -133,3 +133,54 @@ func (c *conn) writeNamespace(n kv.NamespaceInfo) {
 		c.writeBulkString(line)
 	}
 }
+
+// MetaReader is a store that can say what kind of answer a read is (a
+// cluster's router); a node that runs alone answers from its one copy.
+type MetaReader interface {
+	GetMeta(ctx context.Context, ns string, key []byte) (kv.ReadMeta, error)
+}
+
+// cmdFulcrumGetMeta is FULCRUM.GETMETA key: the value with what kind of
+// answer it is — the namespace's consistency, the write's timestamp and
+// coordinating node, and for eventual and weak namespaces how many
+// replicas answered, how many agreed on the newest value (the rest were
+// stale) and how many read repairs were sent.
+func cmdFulcrumGetMeta(c *conn, args [][]byte) {
+	var m kv.ReadMeta
+	var err error
+	if mr, ok := c.s.opts.Store.(MetaReader); ok {
+		m, err = mr.GetMeta(c.s.ctx, c.ns, args[1])
+	} else {
+		var v kv.Value
+		v, m.Found, err = c.s.opts.Store.Get(c.s.ctx, c.ns, args[1])
+		m.Value, m.Timestamp, m.Logical, m.Consistency = v.Data, v.Timestamp.WallNanos, v.Timestamp.Logical, "local"
+		if m.Found {
+			m.Answered, m.Agreed, m.Required = 1, 1, 1
+		}
+	}
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	c.writeMap(8)
+	c.writeBulkString("value")
+	if m.Found {
+		c.writeBulk(m.Value)
+	} else {
+		c.writeNull()
+	}
+	c.writeBulkString("consistency")
+	c.writeBulkString(m.Consistency)
+	c.writeBulkString("timestamp")
+	c.writeBulkString(strconv.FormatInt(m.Timestamp, 10) + "." + strconv.FormatUint(uint64(m.Logical), 10))
+	c.writeBulkString("writer")
+	c.writeInt(int64(m.Writer))
+	c.writeBulkString("answered")
+	c.writeInt(int64(m.Answered))
+	c.writeBulkString("agreed")
+	c.writeInt(int64(m.Agreed))
+	c.writeBulkString("required")
+	c.writeInt(int64(m.Required))
+	c.writeBulkString("repaired")
+	c.writeInt(int64(m.Repaired))
+}

@@ -1095,3 +1095,27 @@ func TestQuit(t *testing.T) {
 	}
 	c.expectClosed()
 }
+
+// TestGetMetaAlone: a node that runs alone answers FULCRUM.GETMETA from
+// its one copy ("local"), in RESP2 (flat array) and RESP3 (map).
+func TestGetMetaAlone(t *testing.T) {
+	ts := startServer(t, nil)
+	ctx := context.Background()
+	r3 := ts.client(t, 3)
+	if err := r3.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r3.Do(ctx, "FULCRUM.GETMETA", "k").Result()
+	m, _ := got.(map[any]any)
+	if err != nil || m["value"] != "v" || m["consistency"] != "local" || m["answered"] != int64(1) || m["agreed"] != int64(1) {
+		t.Fatalf("RESP3 GETMETA k: %v %v", got, err)
+	}
+	r2 := ts.client(t, 2)
+	arr, err := r2.Do(ctx, "FULCRUM.GETMETA", "missing").Slice()
+	if err != nil || len(arr) != 16 || arr[0] != "value" || arr[1] != nil || arr[3] != "local" || arr[9] != int64(0) {
+		t.Fatalf("RESP2 GETMETA missing: %v %v", arr, err)
+	}
+	if err := r2.Do(ctx, "FULCRUM.GETMETA").Err(); err == nil || !strings.Contains(err.Error(), "wrong number of arguments") {
+		t.Fatalf("GETMETA without a key: %v", err)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/fulcrumdb/fulcrum/internal/kv"
@@ -18,21 +17,6 @@ type Leaderless interface {
 	Put(ctx context.Context, ns string, key, value []byte, opts node.WriteOptions) (node.WriteResult, error)
 	Delete(ctx context.Context, ns string, key []byte, opts node.WriteOptions) (node.WriteResult, error)
 	Get(ctx context.Context, ns string, key []byte, opts node.ReadOptions) (node.ReadResult, error)
-}
-
-// ReadMeta says what an eventual or weak read is: how many replicas
-// answered and agreed, whether stale ones were repaired, and the
-// answer's timestamp (last writer wins).
-type ReadMeta struct {
-	Found     bool
-	Value     []byte
-	Timestamp int64 // HLC wall time of the write, Unix ns (0: none)
-	Logical   uint32
-	Writer    uint64 // node that coordinated the write
-	Answered  int
-	Agreed    int
-	Required  int
-	Repaired  int
 }
 
 // leaderlessNS reports whether a namespace is served by the leaderless
@@ -148,37 +132,39 @@ func (r *Router) eventualWriteHere(ctx context.Context, n *Namespace, del bool, 
 
 // getEventual reads a key of a leaderless namespace (any node can
 // coordinate a read).
-func (r *Router) getEventual(ctx context.Context, n *Namespace, key []byte) (ReadMeta, error) {
+func (r *Router) getEventual(ctx context.Context, n *Namespace, key []byte) (kv.ReadMeta, error) {
 	if r.cfg.Leaderless == nil {
-		return ReadMeta{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s, and this node runs no leaderless engine", n.Name, n.Policy.Consistency)
+		return kv.ReadMeta{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s, and this node runs no leaderless engine", n.Name, n.Policy.Consistency)
 	}
 	res, err := r.cfg.Leaderless.Get(ctx, n.Name, key, r.readOptions(n))
 	if err != nil {
-		return ReadMeta{}, err
+		return kv.ReadMeta{}, err
 	}
-	return ReadMeta{Found: res.Found, Value: res.Value, Timestamp: res.Timestamp.WallNanos, Logical: res.Timestamp.Logical,
-		Writer: res.Dot.Node, Answered: res.Answered, Agreed: res.Agreed, Required: res.Required, Repaired: res.Repaired}, nil
+	return kv.ReadMeta{Found: res.Found, Value: res.Value, Timestamp: res.Timestamp.WallNanos, Logical: res.Timestamp.Logical,
+		Writer: res.Dot.Node, Consistency: n.Policy.Consistency,
+		Answered: res.Answered, Agreed: res.Agreed, Required: res.Required, Repaired: res.Repaired}, nil
 }
 
 // GetMeta reads a key with what the answer is: for an eventual or weak
 // namespace, how many replicas answered and agreed and whether a repair
 // was sent; for a strong one, a linearizable read (every replica agrees
 // by construction).
-func (r *Router) GetMeta(ctx context.Context, ns string, key []byte) (ReadMeta, error) {
+func (r *Router) GetMeta(ctx context.Context, ns string, key []byte) (kv.ReadMeta, error) {
 	ctx, cancel := r.withDeadline(ctx)
 	defer cancel()
 	n, err := r.namespace(ctx, ns)
 	if err != nil {
-		return ReadMeta{}, err
+		return kv.ReadMeta{}, err
 	}
 	if leaderlessNS(n) {
 		return r.getEventual(ctx, n, key)
 	}
 	v, ok, err := r.Get(ctx, ns, key)
 	if err != nil {
-		return ReadMeta{}, err
+		return kv.ReadMeta{}, err
 	}
-	return ReadMeta{Found: ok, Value: v.Data, Timestamp: v.Timestamp.WallNanos, Logical: v.Timestamp.Logical}, nil
+	return kv.ReadMeta{Found: ok, Value: v.Data, Version: v.Version, ExpireAt: v.ExpireAt,
+		Timestamp: v.Timestamp.WallNanos, Logical: v.Timestamp.Logical, Consistency: n.Policy.Consistency}, nil
 }
 
 // serveEventual answers a forwarded write of a leaderless namespace.
@@ -212,8 +198,4 @@ func (r *Router) serveEventual(ctx context.Context, op byte, body []byte) ([]byt
 		return nil, err
 	}
 	return binary.AppendUvarint(nil, 1), nil
-}
-
-func (m ReadMeta) String() string {
-	return fmt.Sprintf("found=%v ts=%d.%d answered=%d agreed=%d required=%d repaired=%d", m.Found, m.Timestamp, m.Logical, m.Answered, m.Agreed, m.Required, m.Repaired)
 }

@@ -593,6 +593,23 @@ func TestClusterEventualNamespace(t *testing.T) {
 	if err := e1.Del(ctx, "k19").Err(); err != nil {
 		t.Fatal(err)
 	}
+	// The answer says what it is: one replica of three answered.
+	meta, err := e1.Do(ctx, "FULCRUM.GETMETA", "k3").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := meta.(map[any]any)
+	if m["value"] != "alone3" || m["consistency"] != "eventual" || m["answered"] != int64(1) || m["agreed"] != int64(1) || m["required"] != int64(1) {
+		t.Fatalf("GETMETA k3 on a lone node: %v", meta)
+	}
+	resp, err := http.Get("http://" + nodes[0].HTTPAddr() + "/v1/namespaces/cache/keys/k3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if h := resp.Header; h.Get("Fulcrum-Consistency") != "eventual" || h.Get("Fulcrum-Replicas-Answered") != "1" || h.Get("Fulcrum-Replicas-Agreed") != "1" || h.Get("Fulcrum-Timestamp") == "" {
+		t.Fatalf("HTTP read headers: %v", h)
+	}
 	if err := c1.Set(ctx, "strong", "2", 0).Err(); err == nil || !strings.Contains(err.Error(), "UNAVAILABLE") && !strings.Contains(err.Error(), "TIMEOUT") {
 		t.Fatalf("strong write on a lone node: %v, want UNAVAILABLE or TIMEOUT", err)
 	}
