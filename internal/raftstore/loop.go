@@ -227,6 +227,19 @@ func (l *loop) createGroup(spec GroupSpec) error {
 				cs = csm
 			}
 		}
+	} else if applied == 0 && last > 0 && len(confStateVoters(cs))+len(cs.GetLearners()) > 0 {
+		// Nothing applied survived (a crash before the state machine's
+		// first sync) but the log's conf state did: raft replays the log
+		// from its first entry, conf changes included, so it must start
+		// from the empty configuration they were applied to.
+		if first, err := st.FirstIndex(); err == nil && first == 1 {
+			b := cfg.Log.NewBatch()
+			b.SetConfState(spec.ID, &pb.ConfState{})
+			if err := b.Commit(true); err != nil {
+				return fmt.Errorf("raftstore: group %d: reset conf state: %w", spec.ID, err)
+			}
+			cs = &pb.ConfState{}
+		}
 	}
 	if applied > last || hs.GetCommit() < applied {
 		// The state machine is ahead of the log: a snapshot was installed
