@@ -228,7 +228,7 @@ func Default() Config {
 			ElectionTicks:  10,
 			LeaseReads:     false,
 			MaxClockDrift:  0,
-			AntiEntropy:    Duration(2 * time.Second),
+			AntiEntropy:    Duration(time.Second),
 		},
 	}
 }

@@ -8,8 +8,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -646,4 +649,63 @@ func TestClusterEventualNamespace(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestEventualConvergenceTime measures (it asserts nothing about time) how
+// long a replica that missed FULCRUM_CONVERGE_KEYS writes while it was
+// down takes to hold all of them once it is back, with the default
+// anti-entropy period (cluster.anti_entropy). Run with
+// FULCRUM_CONVERGE_KEYS=10000.
+func TestEventualConvergenceTime(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("FULCRUM_CONVERGE_KEYS"))
+	if n <= 0 {
+		t.Skip("set FULCRUM_CONVERGE_KEYS to measure")
+	}
+	cfgs := clusterConfigs(t, 3)
+	nodes, stops := startCluster(t, cfgs)
+	ctx := context.Background()
+	c1 := respClient(t, nodes[0])
+	retry(t, 10*time.Second, func() error { return c1.Set(ctx, "x", "1", 0).Err() })
+	if err := c1.Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "cache", "CONSISTENCY", "eventual", "REPLICAS", "3", "SHARDS", "16").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stops[2](); err != nil {
+		t.Fatal(err)
+	}
+	e1 := redis.NewClient(&redis.Options{Addr: nodes[0].RESPAddr(), PoolSize: 32, MaxRetries: -1,
+		OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.Do(ctx, "NAMESPACE", "cache").Err() }})
+	defer e1.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 32 {
+				if err := e1.Set(ctx, fmt.Sprintf("key%06d", i), "diverged", 0).Err(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	back, _ := startNode(t, cfgs[2])
+	missing := n
+	for deadline := time.Now().Add(2 * time.Minute); missing > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d keys still missing on node 3 after 2 minutes", missing, n)
+		}
+		res, err := back.cluster.store.Scan(ctx, kv.ScanRequest{Namespace: "cache", Limit: n + 1, KeysOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing = n - len(res.Entries)
+	}
+	t.Logf("%d diverged keys: node 3 holds them all %v after it started (anti-entropy every %v)", n, time.Since(start).Round(time.Millisecond), time.Duration(cfgs[2].Cluster.AntiEntropy))
 }

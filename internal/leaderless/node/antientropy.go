@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -209,7 +210,14 @@ func (e *Engine) syncShard(ctx context.Context, sr ShardReplicas, peer uint64) e
 		}
 	}
 	lww := !sr.KeepSiblings
-	for _, r := range d.Ranges() {
+	ranges := d.Ranges()
+	if len(ranges) > maxRangeRequests {
+		// Differences everywhere (a replica that missed a lot): one pass
+		// over the shard costs one scan on each side, where a request per
+		// range costs a scan of the namespace each.
+		ranges = []merkle.Range{{First: ranges[0].First, Last: ranges[len(ranges)-1].Last}}
+	}
+	for _, r := range ranges {
 		e.stats.aeRanges.Add(1)
 		body, err := e.remote(ctx, peer, request{op: opRange, ns: id.ns, shard: id.shard, rng: r})
 		if err != nil {
@@ -219,7 +227,9 @@ func (e *Engine) syncShard(ctx context.Context, sr ShardReplicas, peer uint64) e
 		if err != nil {
 			return fmt.Errorf("anti-entropy range from node %d: %w", peer, err)
 		}
+		have := make(map[string][]byte, len(theirs))
 		for _, ent := range theirs {
+			have[string(ent.Key)] = ent.Value
 			st, err := versionvec.DecodeSiblings(ent.Value)
 			if err != nil {
 				return fmt.Errorf("anti-entropy state from node %d: %w", peer, err)
@@ -230,21 +240,64 @@ func (e *Engine) syncShard(ctx context.Context, sr ShardReplicas, peer uint64) e
 			e.stats.aePulled.Add(1)
 		}
 		// Now every key here in r holds at least what the peer holds:
-		// send them all, the peer merges (an equal state costs a read).
+		// send the ones whose state differs from the peer's (the peer
+		// merges), several at a time.
 		var ours []Entry
 		if err := e.scanShard(ctx, id, r, func(key, state []byte) {
-			ours = append(ours, Entry{Key: key, Value: state})
+			if !bytes.Equal(have[string(key)], state) {
+				ours = append(ours, Entry{Key: key, Value: state})
+			}
 		}); err != nil {
 			return err
 		}
-		for _, ent := range ours {
-			if _, err := e.remote(ctx, peer, request{op: opPut, ns: id.ns, key: ent.Key, lww: lww, state: ent.Value}); err != nil {
-				return fmt.Errorf("anti-entropy push to node %d: %w", peer, err)
-			}
-			e.stats.aePushed.Add(1)
+		if err := e.push(ctx, peer, id.ns, lww, ours); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// Anti-entropy limits: beyond maxRangeRequests differing ranges a shard
+// is compared in one pass; pushParallel puts are in flight at once.
+const (
+	maxRangeRequests = 8
+	pushParallel     = 16
+)
+
+// push sends states to peer, pushParallel at a time; it returns the first
+// error once the sends in flight are done.
+func (e *Engine) push(ctx context.Context, peer uint64, ns string, lww bool, states []Entry) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	sem := make(chan struct{}, pushParallel)
+	for _, ent := range states {
+		mu.Lock()
+		failed := first != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := e.remote(ctx, peer, request{op: opPut, ns: ns, key: ent.Key, lww: lww, state: ent.Value}); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("anti-entropy push to node %d: %w", peer, err)
+				}
+				mu.Unlock()
+				return
+			}
+			e.stats.aePushed.Add(1)
+		}()
+	}
+	wg.Wait()
+	return first
 }
 
 // remote calls peer with the request timeout.
