@@ -29,56 +29,8 @@ import (
 // It needs root and nft; it is skipped otherwise. The rules live in a table
 // of their own, removed when the test ends, and match only 127.0.0.3.
 func TestProcessPartitionMinorityUnavailable(t *testing.T) {
-	if testing.Short() {
-		t.Skip("process test")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for nftables")
-	}
-	nft, err := exec.LookPath("nft")
-	if err != nil {
-		t.Skip("nft not installed")
-	}
-	table := fmt.Sprintf("fulcrum_partition_%d", os.Getpid())
-	if out, err := exec.Command(nft, "add", "table", "ip", table).CombinedOutput(); err != nil {
-		t.Skipf("nftables not usable here: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(nft, "delete", "table", "ip", table).Run() })
-
 	const timeout = time.Second
-	bin := binary(t)
-	dir := t.TempDir()
-	addrs := freeAddrs(t, 9)
-	port := func(a string) string { _, p, _ := net.SplitHostPort(a); return p }
-	var peers []string
-	for i := 0; i < 3; i++ {
-		peers = append(peers, fmt.Sprintf("%d=127.0.0.%d:%s", i+1, i+1, port(addrs[3*i+2])))
-	}
-	var members []*member
-	for i := 0; i < 3; i++ {
-		cfg := config.Default()
-		cfg.Data.Dir = filepath.Join(dir, fmt.Sprintf("m%d", i+1))
-		cfg.RESP.Addr, cfg.HTTP.Addr = addrs[3*i], addrs[3*i+1]
-		cfg.Cluster.ID = uint64(i + 1)
-		cfg.Cluster.PeerAddr = fmt.Sprintf("127.0.0.%d:%s", i+1, port(addrs[3*i+2]))
-		cfg.Cluster.Peers = peers
-		cfg.Cluster.Shards = clusterShards
-		cfg.Cluster.Tick = config.Duration(clusterTick)
-		cfg.Cluster.RequestTimeout = config.Duration(timeout)
-		path := filepath.Join(dir, fmt.Sprintf("m%d.toml", i+1))
-		if err := os.WriteFile(path, []byte(cfg.TOML()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		m := &member{id: uint64(i + 1), configPath: path, peerAddr: cfg.Cluster.PeerAddr}
-		m.node = launchNode(t, bin, cfg.Data.Dir, cfg.RESP.Addr, cfg.HTTP.Addr, []string{"server", "--config", path})
-		members = append(members, m)
-	}
-	for _, m := range members {
-		if err := m.waitReady(); err != nil {
-			t.Fatalf("member %d: %v\n%s", m.id, err, m.output)
-		}
-	}
-	waitLeaders(t, members)
+	members, nft, table := partitionableCluster(t, timeout)
 
 	// Use a key whose shard member 3 leads, if it leads one, so the
 	// majority must elect a new leader to go on.
@@ -110,16 +62,7 @@ func TestProcessPartitionMinorityUnavailable(t *testing.T) {
 		return nil
 	})
 
-	rules := fmt.Sprintf(`
-table ip %[1]s {
-	chain in { type filter hook input priority 0; ip saddr 127.0.0.3 drop; ip daddr 127.0.0.3 drop; }
-	chain out { type filter hook output priority 0; ip saddr 127.0.0.3 drop; ip daddr 127.0.0.3 drop; }
-}`, table)
-	cmd := exec.Command(nft, "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v %s", err, out)
-	}
+	cutOff(t, nft, table)
 	cut := time.Now()
 
 	// The majority keeps serving (a new leader is elected there if member
@@ -163,9 +106,7 @@ table ip %[1]s {
 	}
 	// Heal: member 3 catches up and serves the majority's value, never
 	// the minority's refused one.
-	if out, err := exec.Command(nft, "delete", "table", "ip", table).CombinedOutput(); err != nil {
-		t.Fatalf("nft delete: %v %s", err, out)
-	}
+	heal(t, nft, table)
 	healed := time.Now()
 	eventually(t, 15*time.Second, "member 3 after the heal", func() error {
 		got, err := clients[2].Get(ctx, key).Result()
@@ -178,4 +119,85 @@ table ip %[1]s {
 		return nil
 	})
 	t.Logf("member 3 served again %v after the heal", time.Since(healed).Round(time.Millisecond))
+}
+
+// partitionableCluster starts three members whose peer traffic leaves
+// from 127.0.0.1, .2 and .3, and returns them with the nft binary and a
+// table of this test's own (removed when the test ends). It skips the
+// test without root or nft.
+func partitionableCluster(t *testing.T, timeout time.Duration) ([]*member, string, string) {
+	if testing.Short() {
+		t.Skip("process test")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for nftables")
+	}
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		t.Skip("nft not installed")
+	}
+	table := fmt.Sprintf("fulcrum_partition_%d", os.Getpid())
+	if out, err := exec.Command(nft, "add", "table", "ip", table).CombinedOutput(); err != nil {
+		t.Skipf("nftables not usable here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(nft, "delete", "table", "ip", table).Run() })
+
+	bin := binary(t)
+	dir := t.TempDir()
+	addrs := freeAddrs(t, 9)
+	port := func(a string) string { _, p, _ := net.SplitHostPort(a); return p }
+	var peers []string
+	for i := 0; i < 3; i++ {
+		peers = append(peers, fmt.Sprintf("%d=127.0.0.%d:%s", i+1, i+1, port(addrs[3*i+2])))
+	}
+	var members []*member
+	for i := 0; i < 3; i++ {
+		cfg := config.Default()
+		cfg.Data.Dir = filepath.Join(dir, fmt.Sprintf("m%d", i+1))
+		cfg.RESP.Addr, cfg.HTTP.Addr = addrs[3*i], addrs[3*i+1]
+		cfg.Cluster.ID = uint64(i + 1)
+		cfg.Cluster.PeerAddr = fmt.Sprintf("127.0.0.%d:%s", i+1, port(addrs[3*i+2]))
+		cfg.Cluster.Peers = peers
+		cfg.Cluster.Shards = clusterShards
+		cfg.Cluster.Tick = config.Duration(clusterTick)
+		cfg.Cluster.RequestTimeout = config.Duration(timeout)
+		path := filepath.Join(dir, fmt.Sprintf("m%d.toml", i+1))
+		if err := os.WriteFile(path, []byte(cfg.TOML()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m := &member{id: uint64(i + 1), configPath: path, peerAddr: cfg.Cluster.PeerAddr}
+		m.node = launchNode(t, bin, cfg.Data.Dir, cfg.RESP.Addr, cfg.HTTP.Addr, []string{"server", "--config", path})
+		members = append(members, m)
+	}
+	for _, m := range members {
+		if err := m.waitReady(); err != nil {
+			t.Fatalf("member %d: %v\n%s", m.id, err, m.output)
+		}
+	}
+	waitLeaders(t, members)
+	return members, nft, table
+}
+
+// cutOff drops every packet from or to 127.0.0.3 (member 3's peer
+// traffic) until heal.
+func cutOff(t *testing.T, nft, table string) {
+	t.Helper()
+	rules := fmt.Sprintf(`
+table ip %[1]s {
+	chain in { type filter hook input priority 0; ip saddr 127.0.0.3 drop; ip daddr 127.0.0.3 drop; }
+	chain out { type filter hook output priority 0; ip saddr 127.0.0.3 drop; ip daddr 127.0.0.3 drop; }
+}`, table)
+	cmd := exec.Command(nft, "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v %s", err, out)
+	}
+}
+
+// heal removes the table, and with it the partition.
+func heal(t *testing.T, nft, table string) {
+	t.Helper()
+	if out, err := exec.Command(nft, "delete", "table", "ip", table).CombinedOutput(); err != nil {
+		t.Fatalf("nft delete: %v %s", err, out)
+	}
 }

@@ -86,18 +86,22 @@ func setValueHeaders(w http.ResponseWriter, v kv.Value) {
 // MetaReader is a store that can say what kind of answer a read is (a
 // cluster's router).
 type MetaReader interface {
-	GetMeta(ctx context.Context, ns string, key []byte) (kv.ReadMeta, error)
+	// GetMeta reads key from r replicas (0: the namespace's R).
+	GetMeta(ctx context.Context, ns string, key []byte, r int) (kv.ReadMeta, error)
 }
 
 // read reads a key, and with a MetaReader also what kind of answer it is
 // (meta is nil otherwise).
-func (h *Handler) read(ctx context.Context, ns string, key []byte) (kv.Value, bool, *kv.ReadMeta, error) {
+func (h *Handler) read(ctx context.Context, ns string, key []byte, r int) (kv.Value, bool, *kv.ReadMeta, error) {
 	mr, ok := h.opts.Store.(MetaReader)
 	if !ok {
+		if r > 1 {
+			return kv.Value{}, false, nil, kv.Errorf(kv.CodeInvalid, "r %d: this node runs alone and holds the only copy", r)
+		}
 		v, found, err := h.opts.Store.Get(ctx, ns, key)
 		return v, found, nil, err
 	}
-	m, err := mr.GetMeta(ctx, ns, key)
+	m, err := mr.GetMeta(ctx, ns, key, r)
 	if err != nil {
 		return kv.Value{}, false, nil, err
 	}
@@ -131,7 +135,7 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q, err := query(r, "format")
+	q, err := query(r, "format", "r")
 	if err != nil {
 		return err
 	}
@@ -139,7 +143,13 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v, ok, meta, err := h.read(r.Context(), ns, key)
+	rq := 0
+	if q.Has("r") {
+		if rq, err = strconv.Atoi(q.Get("r")); err != nil || rq < 1 {
+			return kv.Errorf(kv.CodeInvalid, "r %q: want a number of replicas from 1", q.Get("r"))
+		}
+	}
+	v, ok, meta, err := h.read(r.Context(), ns, key, rq)
 	if err != nil {
 		return err
 	}

@@ -137,10 +137,11 @@ func (c *conn) writeNamespace(n kv.NamespaceInfo) {
 // MetaReader is a store that can say what kind of answer a read is (a
 // cluster's router); a node that runs alone answers from its one copy.
 type MetaReader interface {
-	GetMeta(ctx context.Context, ns string, key []byte) (kv.ReadMeta, error)
+	// GetMeta reads key from r replicas (0: the namespace's R).
+	GetMeta(ctx context.Context, ns string, key []byte, r int) (kv.ReadMeta, error)
 }
 
-// cmdFulcrumGetMeta is FULCRUM.GETMETA key: the value with what kind of
+// cmdFulcrumGetMeta is FULCRUM.GETMETA key [R n]: the value with what kind of
 // answer it is — the namespace's consistency, the write's timestamp and
 // coordinating node, and for eventual and weak namespaces how many
 // replicas answered, how many agreed on the newest value (the rest were
@@ -148,8 +149,23 @@ type MetaReader interface {
 func cmdFulcrumGetMeta(c *conn, args [][]byte) {
 	var m kv.ReadMeta
 	var err error
+	rq := 0
+	switch {
+	case len(args) == 4 && strings.EqualFold(string(args[2]), "R"):
+		n, perr := strconv.Atoi(string(args[3]))
+		if perr != nil || n < 1 {
+			c.writeErr(kv.Errorf(kv.CodeInvalid, "R %q: want a number of replicas from 1", args[3]))
+			return
+		}
+		rq = n
+	case len(args) != 2:
+		c.writeErr(kv.Errorf(kv.CodeInvalid, "usage: FULCRUM.GETMETA key [R replicas]"))
+		return
+	}
 	if mr, ok := c.s.opts.Store.(MetaReader); ok {
-		m, err = mr.GetMeta(c.s.ctx, c.ns, args[1])
+		m, err = mr.GetMeta(c.s.ctx, c.ns, args[1], rq)
+	} else if rq > 1 {
+		err = kv.Errorf(kv.CodeInvalid, "r %d: this node runs alone and holds the only copy", rq)
 	} else {
 		var v kv.Value
 		v, m.Found, err = c.s.opts.Store.Get(c.s.ctx, c.ns, args[1])

@@ -1118,4 +1118,13 @@ func TestGetMetaAlone(t *testing.T) {
 	if err := r2.Do(ctx, "FULCRUM.GETMETA").Err(); err == nil || !strings.Contains(err.Error(), "wrong number of arguments") {
 		t.Fatalf("GETMETA without a key: %v", err)
 	}
+	if err := r2.Do(ctx, "FULCRUM.GETMETA", "k", "R", "2").Err(); err == nil || !strings.Contains(err.Error(), "INVALID r 2: this node runs alone") {
+		t.Fatalf("GETMETA R 2 alone: %v", err)
+	}
+	if err := r2.Do(ctx, "FULCRUM.GETMETA", "k", "R").Err(); err == nil || !strings.Contains(err.Error(), "INVALID usage") {
+		t.Fatalf("GETMETA k R: %v", err)
+	}
+	if err := r2.Do(ctx, "FULCRUM.GETMETA", "k", "R", "1").Err(); err != nil {
+		t.Fatalf("GETMETA R 1 alone: %v", err)
+	}
 }

@@ -131,12 +131,19 @@ func (r *Router) eventualWriteHere(ctx context.Context, n *Namespace, del bool, 
 }
 
 // getEventual reads a key of a leaderless namespace (any node can
-// coordinate a read).
-func (r *Router) getEventual(ctx context.Context, n *Namespace, key []byte) (kv.ReadMeta, error) {
+// coordinate a read) from rq replicas (0: the namespace's R).
+func (r *Router) getEventual(ctx context.Context, n *Namespace, key []byte, rq int) (kv.ReadMeta, error) {
 	if r.cfg.Leaderless == nil {
 		return kv.ReadMeta{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s, and this node runs no leaderless engine", n.Name, n.Policy.Consistency)
 	}
-	res, err := r.cfg.Leaderless.Get(ctx, n.Name, key, r.readOptions(n))
+	opts := r.readOptions(n)
+	if rq != 0 {
+		if rq < 1 || rq > n.Policy.Replicas {
+			return kv.ReadMeta{}, kv.Errorf(kv.CodeInvalid, "r %d: want 1 to the namespace's replicas (%d)", rq, n.Policy.Replicas)
+		}
+		opts.R = rq
+	}
+	res, err := r.cfg.Leaderless.Get(ctx, n.Name, key, opts)
 	if err != nil {
 		return kv.ReadMeta{}, err
 	}
@@ -147,9 +154,10 @@ func (r *Router) getEventual(ctx context.Context, n *Namespace, key []byte) (kv.
 
 // GetMeta reads a key with what the answer is: for an eventual or weak
 // namespace, how many replicas answered and agreed and whether a repair
-// was sent; for a strong one, a linearizable read (every replica agrees
-// by construction).
-func (r *Router) GetMeta(ctx context.Context, ns string, key []byte) (kv.ReadMeta, error) {
+// was sent, reading rq replicas (0: the namespace's R); for a strong one,
+// a linearizable read (every replica agrees by construction; rq must be
+// 0).
+func (r *Router) GetMeta(ctx context.Context, ns string, key []byte, rq int) (kv.ReadMeta, error) {
 	ctx, cancel := r.withDeadline(ctx)
 	defer cancel()
 	n, err := r.namespace(ctx, ns)
@@ -157,7 +165,10 @@ func (r *Router) GetMeta(ctx context.Context, ns string, key []byte) (kv.ReadMet
 		return kv.ReadMeta{}, err
 	}
 	if leaderlessNS(n) {
-		return r.getEventual(ctx, n, key)
+		return r.getEventual(ctx, n, key, rq)
+	}
+	if rq != 0 {
+		return kv.ReadMeta{}, kv.Errorf(kv.CodeInvalid, "namespace %q is strong: its reads need a Raft quorum, not R replicas", ns)
 	}
 	v, ok, err := r.Get(ctx, ns, key)
 	if err != nil {

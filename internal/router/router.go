@@ -302,7 +302,7 @@ func (r *Router) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool
 		return kv.Value{}, false, err
 	}
 	if leaderlessNS(n) {
-		m, err := r.getEventual(ctx, n, key)
+		m, err := r.getEventual(ctx, n, key, 0)
 		if err != nil || !m.Found {
 			return kv.Value{}, false, err
 		}
