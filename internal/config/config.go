@@ -101,6 +101,9 @@ type Cluster struct {
 	// shard compares its Merkle tree with the other replicas' and
 	// exchanges what differs.
 	AntiEntropy Duration `toml:"anti_entropy"`
+	// HintWindow is how long a node keeps a hint (a write it took for an
+	// unreachable replica of an eventual namespace) before dropping it.
+	HintWindow Duration `toml:"hint_window"`
 }
 
 // Data configures the storage engine.
@@ -229,6 +232,7 @@ func Default() Config {
 			LeaseReads:     false,
 			MaxClockDrift:  0,
 			AntiEntropy:    Duration(time.Second),
+			HintWindow:     Duration(time.Hour),
 		},
 	}
 }

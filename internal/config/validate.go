@@ -238,6 +238,7 @@ func (v *validator) cluster(c Config) {
 	v.positiveDuration("cluster.request_timeout", cl.RequestTimeout)
 	v.positiveDuration("cluster.tick", cl.Tick)
 	v.positiveDuration("cluster.anti_entropy", cl.AntiEntropy)
+	v.positiveDuration("cluster.hint_window", cl.HintWindow)
 	if cl.LeaseReads {
 		election := Duration(int64(cl.Tick) * int64(cl.ElectionTicks))
 		if cl.MaxClockDrift <= 0 || cl.MaxClockDrift > election/4 {

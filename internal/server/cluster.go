@@ -66,7 +66,7 @@ type cluster struct {
 	// were looked at. Guarded by reconciling.
 	restored bool
 	// antiEntropy is cluster.anti_entropy.
-	antiEntropy time.Duration
+	antiEntropy, hintWindow time.Duration
 	// started is when this node started (a node heard from nobody yet
 	// must not take silence for death).
 	started time.Time
@@ -106,7 +106,7 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec), lingering: make(map[uint64]bool), started: now(), antiEntropy: time.Duration(cc.AntiEntropy)}
+	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec), lingering: make(map[uint64]bool), started: now(), antiEntropy: time.Duration(cc.AntiEntropy), hintWindow: time.Duration(cc.HintWindow)}
 	tcfg := transport.DefaultTCPConfig()
 	tcfg.ID = transport.NodeID(cc.ID)
 	tcfg.ListenAddr = cc.PeerAddr
@@ -460,7 +460,7 @@ func (c *cluster) info() []resp.InfoField {
 		}
 	}
 	e := st.Engine
-	return []resp.InfoField{
+	fields := []resp.InfoField{
 		{Name: "cluster_enabled", Value: "1"},
 		{Name: "fulcrum_node_id", Value: strconv.FormatUint(c.id, 10)},
 		{Name: "fulcrum_nodes", Value: strconv.Itoa(len(st.Members))},
@@ -475,6 +475,20 @@ func (c *cluster) info() []resp.InfoField {
 		{Name: "fulcrum_raft_snapshots_applied", Value: strconv.FormatUint(e.SnapshotsApplied, 10)},
 		{Name: "fulcrum_raft_log_syncs", Value: strconv.FormatUint(e.PersistSyncs, 10)},
 	}
+	ev := c.eventual.Stats()
+	lastFull := "never"
+	if !ev.AntiEntropyLastFull.IsZero() {
+		lastFull = strconv.FormatInt(time.Since(ev.AntiEntropyLastFull).Milliseconds(), 10)
+	}
+	return append(fields,
+		resp.InfoField{Name: "fulcrum_leaderless_hints_pending", Value: strconv.Itoa(ev.HintsPending)},
+		resp.InfoField{Name: "fulcrum_leaderless_hints_delivered", Value: strconv.FormatUint(ev.HintsDelivered, 10)},
+		resp.InfoField{Name: "fulcrum_leaderless_read_repairs", Value: strconv.FormatUint(ev.RepairsSent, 10)},
+		resp.InfoField{Name: "fulcrum_leaderless_anti_entropy_rounds", Value: strconv.FormatUint(ev.AntiEntropyRounds, 10)},
+		resp.InfoField{Name: "fulcrum_leaderless_anti_entropy_pulled", Value: strconv.FormatUint(ev.AntiEntropyPulled, 10)},
+		resp.InfoField{Name: "fulcrum_leaderless_anti_entropy_pushed", Value: strconv.FormatUint(ev.AntiEntropyPushed, 10)},
+		resp.InfoField{Name: "fulcrum_leaderless_anti_entropy_last_full_ms_ago", Value: lastFull},
+	)
 }
 
 // JoinRequest is the body of POST /v1/cluster/join: the joining node's

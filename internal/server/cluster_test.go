@@ -649,6 +649,21 @@ func TestClusterEventualNamespace(t *testing.T) {
 		}
 		return nil
 	})
+	// The repair shows: INFO and Prometheus count the states node 3 pulled.
+	c3 := respClient(t, again[1])
+	info, err := c3.Info(ctx, "cluster").Result()
+	if err != nil || !strings.Contains(info, "fulcrum_leaderless_anti_entropy_pulled:") || strings.Contains(info, "fulcrum_leaderless_anti_entropy_pulled:0\r") {
+		t.Fatalf("INFO cluster after the repair: %v\n%s", err, info)
+	}
+	resp, err = http.Get("http://" + again[1].HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `fulcrum_leaderless_anti_entropy_states_total{direction="pulled"}`) || !strings.Contains(string(body), "fulcrum_leaderless_hints_pending") {
+		t.Fatalf("metrics lack the leaderless engine's")
+	}
 }
 
 // TestEventualConvergenceTime measures (it asserts nothing about time) how
@@ -706,6 +721,11 @@ func TestEventualConvergenceTime(t *testing.T) {
 			t.Fatal(err)
 		}
 		missing = n - len(res.Entries)
+	}
+	ic := respClient(t, back)
+	info, err := ic.Info(ctx, "cluster").Result()
+	if err != nil || !strings.Contains(info, "fulcrum_leaderless_anti_entropy_pulled:") {
+		t.Fatalf("INFO cluster: %v\n%s", err, info)
 	}
 	t.Logf("%d diverged keys: node 3 holds them all %v after it started (anti-entropy every %v)", n, time.Since(start).Round(time.Millisecond), time.Duration(cfgs[2].Cluster.AntiEntropy))
 }

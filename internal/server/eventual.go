@@ -37,6 +37,7 @@ func (c *cluster) startEventual(now func() time.Time, logger *slog.Logger) error
 	}
 	cfg.Shards = func() []lnode.ShardReplicas { return eventualShards(c.meta.View(), c.id) }
 	cfg.AntiEntropyInterval = c.antiEntropy
+	cfg.HintWindow = c.hintWindow
 	cfg.Logger = logger.With("component", "leaderless")
 	e, err := lnode.New(cfg)
 	if err != nil {

@@ -185,6 +185,9 @@ func (e *Engine) AntiEntropyOnce(ctx context.Context) error {
 			e.stats.aeRounds.Add(1)
 		}
 	}
+	if first == nil {
+		e.stats.aeLastFull.Store(e.cfg.Now().UnixNano())
+	}
 	return first
 }
 

@@ -214,6 +214,9 @@ type counters struct {
 	hintsStored, hintsDelivered, hintsExpired, hintsRefused   atomic.Uint64
 	probesFailed, deliveriesFailed                            atomic.Uint64
 	aeRounds, aeFailed, aeRanges, aePulled, aePushed          atomic.Uint64
+	// aeLastFull is when a round last compared every shard with every
+	// peer without a failure (Unix ns; 0: never).
+	aeLastFull atomic.Int64
 }
 
 // Stats are the engine's counts, for metrics. Everything but HintsPending
@@ -238,6 +241,9 @@ type Stats struct {
 	AntiEntropyRanges    uint64 // differing key-hash ranges exchanged
 	AntiEntropyPulled    uint64 // peer states merged here
 	AntiEntropyPushed    uint64 // local states sent to peers
+	// AntiEntropyLastFull is when a round last compared every shard with
+	// every peer without a failure (zero: never).
+	AntiEntropyLastFull time.Time
 }
 
 // New starts the engine: it rebuilds the hint index from the store,
@@ -318,6 +324,12 @@ func (e *Engine) Stats() Stats {
 		AntiEntropyRanges: c.aeRanges.Load(),
 		AntiEntropyPulled: c.aePulled.Load(),
 		AntiEntropyPushed: c.aePushed.Load(),
+		AntiEntropyLastFull: func() time.Time {
+			if ns := c.aeLastFull.Load(); ns != 0 {
+				return time.Unix(0, ns)
+			}
+			return time.Time{}
+		}(),
 	}
 }
 
