@@ -65,6 +65,10 @@ type cluster struct {
 	// restored is set once the replicas left on disk by an earlier run
 	// were looked at. Guarded by reconciling.
 	restored bool
+	// leaderlessNS are the eventual and weak namespaces of the last view
+	// reconciled: one that disappears was dropped, and its rows here go.
+	// Guarded by reconciling.
+	leaderlessNS map[string]bool
 	// antiEntropy is cluster.anti_entropy.
 	antiEntropy, hintWindow time.Duration
 	// started is when this node started (a node heard from nobody yet
@@ -364,6 +368,7 @@ func (c *cluster) reconcile(v *controlplane.View) {
 	if err := c.router.SetNamespaces(table); err != nil {
 		c.logger.Error("bad namespace table", "err", err)
 	}
+	c.dropLeaderless(ctx, v)
 }
 
 // closeEngine stops the engines, the transport and the log, in that

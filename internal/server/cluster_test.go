@@ -664,6 +664,25 @@ func TestClusterEventualNamespace(t *testing.T) {
 	if !strings.Contains(string(body), `fulcrum_leaderless_anti_entropy_states_total{direction="pulled"}`) || !strings.Contains(string(body), "fulcrum_leaderless_hints_pending") {
 		t.Fatalf("metrics lack the leaderless engine's")
 	}
+
+	// Dropped, the namespace's rows go from every node; created again
+	// under the same name, it starts empty.
+	if err := c3.Do(ctx, "FULCRUM.NAMESPACE", "DROP", "cache").Err(); err != nil {
+		t.Fatal(err)
+	}
+	retry(t, 10*time.Second, func() error {
+		if n := again[1].cluster.store.Count("cache"); n != 0 {
+			return fmt.Errorf("node 3 still holds %d rows of the dropped namespace", n)
+		}
+		return nil
+	})
+	if err := c3.Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "cache", "CONSISTENCY", "eventual").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e3b := nsClient(again[1])
+	if err := e3b.Get(ctx, "k0").Err(); err != redis.Nil {
+		t.Fatalf("k0 in the re-created namespace: %v, want nil", err)
+	}
 }
 
 // TestEventualConvergenceTime measures (it asserts nothing about time) how

@@ -81,3 +81,29 @@ func (l leaderlessRef) Delete(ctx context.Context, ns string, key []byte, o lnod
 func (l leaderlessRef) Get(ctx context.Context, ns string, key []byte, o lnode.ReadOptions) (lnode.ReadResult, error) {
 	return l.c.eventual.Get(ctx, ns, key, o)
 }
+
+// dropLeaderless deletes the local rows of the eventual and weak
+// namespaces the view no longer has (dropped), so a namespace created
+// later under the same name starts empty. Called with reconciling held.
+func (c *cluster) dropLeaderless(ctx context.Context, v *controlplane.View) {
+	if _, ok := v.Namespaces["default"]; !ok {
+		return // not a loaded view (the default namespace is never dropped)
+	}
+	now := make(map[string]bool)
+	for _, ns := range v.Namespaces {
+		if ns.Policy.Consistency != kv.ConsistencyStrong {
+			now[ns.Name] = true
+		}
+	}
+	for name := range c.leaderlessNS {
+		if now[name] {
+			continue
+		}
+		if _, err := c.store.Apply(ctx, kv.Batch{Ops: []kv.Op{{Kind: kv.OpFlush, Namespace: name}}}); err != nil {
+			c.logger.Error("cannot delete a dropped namespace's rows", "namespace", name, "err", err)
+			continue
+		}
+		c.logger.Info("dropped namespace's rows deleted here", "namespace", name)
+	}
+	c.leaderlessNS = now
+}
