@@ -893,6 +893,13 @@ func (l *loop) apply(readies []pendingReady) error {
 		return fmt.Errorf("apply %d entries: %w", len(batches), err)
 	}
 	l.n.metrics.applied.Add(uint64(len(batches)))
+	for _, p := range readies {
+		if p.g.confChanged {
+			// A membership change's proposer must see it in Status once
+			// it returns (it is published again after Advance).
+			l.publish(p.g)
+		}
+	}
 	for i, ref := range refs {
 		if ref.p != nil {
 			ref.p.done <- proposalResult{results: results[i]}
