@@ -40,6 +40,7 @@ func (m *NamespaceMain) ParseFlags(ctx context.Context, args []string) error {
 	cl.fs.StringVar(&m.Policy.Consistency, "consistency", kv.ConsistencyStrong, "create: `level` strong (Raft, linearizable, CP), eventual (leaderless, AP, repaired) or weak (leaderless, one replica, no repair)")
 	cl.fs.IntVar(&m.Policy.W, "w", 0, "create, eventual: replicas that must acknowledge a write (default 1)")
 	cl.fs.IntVar(&m.Policy.R, "r", 0, "create, eventual: replicas that must answer a read (default 1)")
+	cl.fs.StringVar(&m.Policy.ReadRepair, "read-repair", "", "create, eventual: `mode` async (default: answer, then repair stale replicas) or blocking (answer once repaired)")
 	cl.fs.IntVar(&m.Policy.Replicas, "replicas", 3, "create: replicas of each shard")
 	cl.fs.IntVar(&m.Policy.Shards, "shards", 16, "create: number of shards")
 	cl.fs.BoolVar(&m.JSON, "json", false, "print the API's JSON answer")

@@ -22,7 +22,17 @@ type Policy struct {
 	// unused, a Raft majority decides).
 	W int `json:"w,omitempty"`
 	R int `json:"r,omitempty"`
+	// ReadRepair (eventual): "async" (default) answers a read at once and
+	// repairs stale replicas in the background; "blocking" answers once
+	// the repairs are acknowledged (or the deadline passes).
+	ReadRepair string `json:"read_repair,omitempty"`
 }
+
+// Read-repair modes of eventual namespaces.
+const (
+	ReadRepairAsync    = "async"
+	ReadRepairBlocking = "blocking"
+)
 
 // WithDefaults fills in what the owner left out: W and R of eventual and
 // weak namespaces default to 1.
@@ -34,6 +44,9 @@ func (p Policy) WithDefaults() Policy {
 		if p.R == 0 {
 			p.R = 1
 		}
+	}
+	if p.Consistency == ConsistencyEventual && p.ReadRepair == "" {
+		p.ReadRepair = ReadRepairAsync
 	}
 	return p
 }
@@ -49,10 +62,16 @@ const (
 func (p Policy) Validate(nodes int) error {
 	switch p.Consistency {
 	case ConsistencyStrong:
+		if p.ReadRepair != "" {
+			return Errorf(CodeInvalid, "read_repair applies to eventual namespaces")
+		}
 		if p.W != 0 || p.R != 0 {
 			return Errorf(CodeInvalid, "w and r apply to eventual namespaces; a strong namespace's writes and reads need a Raft majority")
 		}
 	case ConsistencyEventual:
+		if p.ReadRepair != ReadRepairAsync && p.ReadRepair != ReadRepairBlocking {
+			return Errorf(CodeInvalid, "read_repair %q: want %s or %s", p.ReadRepair, ReadRepairAsync, ReadRepairBlocking)
+		}
 		if p.W < 1 || p.W > p.Replicas {
 			return Errorf(CodeInvalid, "w %d: want 1 to replicas (%d)", p.W, p.Replicas)
 		}
@@ -60,6 +79,9 @@ func (p Policy) Validate(nodes int) error {
 			return Errorf(CodeInvalid, "r %d: want 1 to replicas (%d)", p.R, p.Replicas)
 		}
 	case ConsistencyWeak:
+		if p.ReadRepair != "" {
+			return Errorf(CodeInvalid, "a weak namespace does no read repair (read_repair is for eventual ones)")
+		}
 		if p.W != 1 || p.R != 1 {
 			return Errorf(CodeInvalid, "a weak namespace writes to and reads from one replica: w and r must be 1 (got %d and %d); use eventual for quorums", p.W, p.R)
 		}
@@ -82,6 +104,9 @@ func (p Policy) String() string {
 	s := fmt.Sprintf("consistency=%s replicas=%d shards=%d", p.Consistency, p.Replicas, p.Shards)
 	if p.Consistency != ConsistencyStrong {
 		s += fmt.Sprintf(" w=%d r=%d", p.W, p.R)
+	}
+	if p.ReadRepair != "" {
+		s += " read_repair=" + p.ReadRepair
 	}
 	return s
 }

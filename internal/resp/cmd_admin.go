@@ -10,7 +10,7 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
-const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong|eventual|weak] [REPLICAS n] [SHARDS n] [W n] [R n] | LIST | DESCRIBE name | DROP name"
+const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong|eventual|weak] [REPLICAS n] [SHARDS n] [W n] [R n] [READREPAIR async|blocking] | LIST | DESCRIBE name | DROP name"
 
 // cmdFulcrumNamespace manages cluster namespaces:
 //
@@ -64,6 +64,8 @@ func cmdFulcrumNamespace(c *conn, args [][]byte) {
 			switch name {
 			case "CONSISTENCY":
 				p.Consistency = strings.ToLower(val)
+			case "READREPAIR":
+				p.ReadRepair = strings.ToLower(val)
 			case "REPLICAS", "SHARDS", "W", "R":
 				n, err := strconv.Atoi(val)
 				if err != nil {
@@ -100,9 +102,12 @@ func cmdFulcrumNamespace(c *conn, args [][]byte) {
 // (RESP3) or flat field/value array (RESP2), readable in redis-cli.
 func (c *conn) writeNamespace(n kv.NamespaceInfo) {
 	quorums := n.Policy.Consistency != kv.ConsistencyStrong
-	if quorums {
+	switch {
+	case n.Policy.ReadRepair != "":
+		c.writeMap(8)
+	case quorums:
 		c.writeMap(7)
-	} else {
+	default:
 		c.writeMap(5)
 	}
 	c.writeBulkString("name")
@@ -118,6 +123,10 @@ func (c *conn) writeNamespace(n kv.NamespaceInfo) {
 		c.writeInt(int64(n.Policy.W))
 		c.writeBulkString("r")
 		c.writeInt(int64(n.Policy.R))
+	}
+	if n.Policy.ReadRepair != "" {
+		c.writeBulkString("read_repair")
+		c.writeBulkString(n.Policy.ReadRepair)
 	}
 	c.writeBulkString("layout")
 	c.writeArray(len(n.Shards))

@@ -33,6 +33,9 @@ func (r *Router) readOptions(n *Namespace) node.ReadOptions {
 	o := node.ReadOptions{N: n.Policy.Replicas, R: n.Policy.R}
 	if n.Policy.Consistency == kv.ConsistencyEventual {
 		o.Sloppy, o.Repair = true, leaderless.RepairAsync
+		if n.Policy.ReadRepair == kv.ReadRepairBlocking {
+			o.Repair = leaderless.RepairBlocking
+		}
 	}
 	return o
 }

@@ -676,8 +676,9 @@ func TestClusterEventualNamespace(t *testing.T) {
 		}
 		return nil
 	})
-	if err := c3.Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "cache", "CONSISTENCY", "eventual").Err(); err != nil {
-		t.Fatal(err)
+	desc, err := c3.Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "cache", "CONSISTENCY", "eventual", "READREPAIR", "blocking").Result()
+	if d, _ := desc.(map[any]any); err != nil || d["read_repair"] != "blocking" || d["w"] != int64(1) {
+		t.Fatalf("re-create with blocking read repair: %v %v", desc, err)
 	}
 	e3b := nsClient(again[1])
 	if err := e3b.Get(ctx, "k0").Err(); err != redis.Nil {
