@@ -413,7 +413,7 @@ func TestDelete(t *testing.T) {
 	want(t, e.do("GET", k1, nil), http.StatusNotFound)
 	wantError(t, e.do("DELETE", k1, nil), 404, kv.CodeNotFound, `key "k1" not found in namespace "default"`)
 	wantError(t, e.do("DELETE", k1, nil, "If-Match", `"5"`), 404, kv.CodeNotFound, "")
-	wantError(t, e.do("DELETE", k1+"?force=1", nil), 400, kv.CodeInvalid, `unknown query parameter "force" (this route takes none)`)
+	wantError(t, e.do("DELETE", k1+"?force=1", nil), 400, kv.CodeInvalid, `unknown query parameter "force" (allowed: w)`)
 	wantError(t, e.do("DELETE", k1, nil, "If-None-Match", "*"), 400, kv.CodeInvalid, "If-None-Match is not supported on DELETE")
 	want(t, e.do("PUT", k1, "b"), http.StatusCreated)
 	want(t, e.do("DELETE", k1, nil), http.StatusOK)
@@ -470,7 +470,7 @@ func TestBadQueryParams(t *testing.T) {
 		{"PUT", k1 + "?ttl=1s&ttl_ms=5", `give ttl or ttl_ms, not both`},
 		{"PUT", k1 + "?ttl=1s&keepttl=true", `give a ttl or keepttl, not both`},
 		{"PUT", k1 + "?nx=maybe", `nx="maybe": want true or false`},
-		{"PUT", k1 + "?tll=10s", `unknown query parameter "tll" (allowed: ttl, ttl_ms, nx, xx, keepttl)`},
+		{"PUT", k1 + "?tll=10s", `unknown query parameter "tll" (allowed: ttl, ttl_ms, nx, xx, keepttl, w)`},
 		{"PUT", k1 + "?ttl=1s&ttl=2s", `query parameter "ttl" given 2 times`},
 		{"PUT", k1 + "?ttl=%zz", `malformed query string: invalid URL escape "%zz"`},
 		{"GET", k1 + "?ttl=1s", `unknown query parameter "ttl" (allowed: format, r)`},

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -81,6 +82,19 @@ func setValueHeaders(w http.ResponseWriter, v kv.Value) {
 	if v.ExpireAt != 0 {
 		hd.Set("Fulcrum-Expire-At", strconv.FormatInt(v.ExpireAt, 10))
 	}
+}
+
+// withWriteQuorum carries the request's w (how many replicas of an
+// eventual namespace must acknowledge) in its context.
+func withWriteQuorum(r *http.Request, q url.Values) (*http.Request, error) {
+	if !q.Has("w") {
+		return r, nil
+	}
+	w, err := strconv.Atoi(q.Get("w"))
+	if err != nil || w < 1 {
+		return r, kv.Errorf(kv.CodeInvalid, "w %q: want a number of replicas from 1", q.Get("w"))
+	}
+	return r.WithContext(kv.WithQuorum(r.Context(), kv.Quorum{W: w})), nil
 }
 
 // MetaReader is a store that can say what kind of answer a read is (a
@@ -257,8 +271,11 @@ func (h *Handler) putKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q, err := query(r, "ttl", "ttl_ms", "nx", "xx", "keepttl")
+	q, err := query(r, "ttl", "ttl_ms", "nx", "xx", "keepttl", "w")
 	if err != nil {
+		return err
+	}
+	if r, err = withWriteQuorum(r, q); err != nil {
 		return err
 	}
 	flags := map[string]bool{}
@@ -370,7 +387,11 @@ func (h *Handler) deleteKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := query(r); err != nil {
+	q, err := query(r, "w")
+	if err != nil {
+		return err
+	}
+	if r, err = withWriteQuorum(r, q); err != nil {
 		return err
 	}
 	if len(r.Header.Values("If-None-Match")) > 0 {

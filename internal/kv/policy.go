@@ -1,6 +1,9 @@
 package kv
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // Consistency levels a namespace can choose.
 const (
@@ -163,4 +166,22 @@ type ReadMeta struct {
 	Agreed      int
 	Required    int
 	Repaired    int
+}
+
+// Quorum overrides an eventual namespace's W and R for one request or
+// connection (0 keeps the namespace's). Strong namespaces ignore it: a
+// Raft majority decides there.
+type Quorum struct{ W, R int }
+
+type quorumKey struct{}
+
+// WithQuorum returns ctx carrying q for the requests made with it.
+func WithQuorum(ctx context.Context, q Quorum) context.Context {
+	return context.WithValue(ctx, quorumKey{}, q)
+}
+
+// QuorumFrom returns the quorum override ctx carries, if any.
+func QuorumFrom(ctx context.Context) (Quorum, bool) {
+	q, ok := ctx.Value(quorumKey{}).(Quorum)
+	return q, ok
 }

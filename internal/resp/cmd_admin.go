@@ -172,12 +172,12 @@ func cmdFulcrumGetMeta(c *conn, args [][]byte) {
 		return
 	}
 	if mr, ok := c.s.opts.Store.(MetaReader); ok {
-		m, err = mr.GetMeta(c.s.ctx, c.ns, args[1], rq)
+		m, err = mr.GetMeta(c.reqCtx(), c.ns, args[1], rq)
 	} else if rq > 1 {
 		err = kv.Errorf(kv.CodeInvalid, "r %d: this node runs alone and holds the only copy", rq)
 	} else {
 		var v kv.Value
-		v, m.Found, err = c.s.opts.Store.Get(c.s.ctx, c.ns, args[1])
+		v, m.Found, err = c.s.opts.Store.Get(c.reqCtx(), c.ns, args[1])
 		m.Value, m.Timestamp, m.Logical, m.Consistency = v.Data, v.Timestamp.WallNanos, v.Timestamp.Logical, "local"
 		if m.Found {
 			m.Answered, m.Agreed, m.Required = 1, 1, 1
@@ -208,4 +208,51 @@ func cmdFulcrumGetMeta(c *conn, args [][]byte) {
 	c.writeInt(int64(m.Required))
 	c.writeBulkString("repaired")
 	c.writeInt(int64(m.Repaired))
+}
+
+// reqCtx is the context of the connection's requests: the server's, with
+// the connection's quorum override when it has one.
+func (c *conn) reqCtx() context.Context {
+	if c.quorum == (kv.Quorum{}) {
+		return c.s.ctx
+	}
+	return kv.WithQuorum(c.s.ctx, c.quorum)
+}
+
+// cmdFulcrumConsistency is FULCRUM.CONSISTENCY [W n] [R n] | RESET: this
+// connection's W and R for eventual namespaces (each checked against the
+// namespace at every request; strong namespaces ignore them). With no
+// argument it shows them (0: the namespace's own).
+func cmdFulcrumConsistency(c *conn, args [][]byte) {
+	q := c.quorum
+	switch {
+	case len(args) == 2 && strings.EqualFold(string(args[1]), "RESET"):
+		q = kv.Quorum{}
+	case len(args)%2 == 1:
+		for i := 1; i < len(args); i += 2 {
+			n, err := strconv.Atoi(string(args[i+1]))
+			if err != nil || n < 0 || n > kv.MaxReplicas {
+				c.writeErr(kv.Errorf(kv.CodeInvalid, "%s %q: want 0 (the namespace's) to %d", args[i], args[i+1], kv.MaxReplicas))
+				return
+			}
+			switch strings.ToUpper(string(args[i])) {
+			case "W":
+				q.W = n
+			case "R":
+				q.R = n
+			default:
+				c.writeErr(kv.Errorf(kv.CodeInvalid, "unknown option %q: FULCRUM.CONSISTENCY [W n] [R n] | RESET", args[i]))
+				return
+			}
+		}
+	default:
+		c.writeErr(kv.Errorf(kv.CodeInvalid, "usage: FULCRUM.CONSISTENCY [W n] [R n] | RESET"))
+		return
+	}
+	c.quorum = q
+	c.writeMap(2)
+	c.writeBulkString("w")
+	c.writeInt(int64(q.W))
+	c.writeBulkString("r")
+	c.writeInt(int64(q.R))
 }

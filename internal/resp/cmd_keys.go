@@ -21,7 +21,7 @@ func cmdDel(c *conn, args [][]byte) {
 func cmdExists(c *conn, args [][]byte) {
 	var n int64
 	for _, k := range args[1:] {
-		_, ok, err := c.s.opts.Store.Get(c.s.ctx, c.ns, k)
+		_, ok, err := c.s.opts.Store.Get(c.reqCtx(), c.ns, k)
 		if err != nil {
 			c.writeErr(err)
 			return
@@ -93,7 +93,7 @@ func expireCmd(c *conn, args [][]byte, name string, scale int64, absolute bool) 
 		// between the read and the write can let LT apply to a key that
 		// lost its expiry meanwhile, which Redis (single-threaded) cannot.
 		c.applyPending()
-		v, ok, err := c.s.opts.Store.Get(c.s.ctx, c.ns, args[1])
+		v, ok, err := c.s.opts.Store.Get(c.reqCtx(), c.ns, args[1])
 		if err != nil {
 			c.writeErr(err)
 			return
@@ -120,7 +120,7 @@ func cmdPersist(c *conn, args [][]byte) {
 // ttlReply answers TTL-style commands: -2 for a missing key, -1 for one
 // without expiry, else f of its expiry.
 func ttlReply(c *conn, key []byte, f func(expireAt int64) int64) {
-	v, ok, err := c.s.opts.Store.Get(c.s.ctx, c.ns, key)
+	v, ok, err := c.s.opts.Store.Get(c.reqCtx(), c.ns, key)
 	switch {
 	case err != nil:
 		c.writeErr(err)
@@ -151,7 +151,7 @@ func cmdPExpireTime(c *conn, args [][]byte) {
 }
 
 func cmdType(c *conn, args [][]byte) {
-	_, ok, err := c.s.opts.Store.Get(c.s.ctx, c.ns, args[1])
+	_, ok, err := c.s.opts.Store.Get(c.reqCtx(), c.ns, args[1])
 	switch {
 	case err != nil:
 		c.writeErr(err)
@@ -227,7 +227,7 @@ func cmdScan(c *conn, args [][]byte) {
 	}
 	req := kv.ScanRequest{Namespace: c.ns, After: after, Limit: int(min(count, math.MaxInt32)), KeysOnly: true}
 	setMatch(&req, pat)
-	res, err := c.s.opts.Store.Scan(c.s.ctx, req)
+	res, err := c.s.opts.Store.Scan(c.reqCtx(), req)
 	if err != nil {
 		c.writeErr(err)
 		return
@@ -276,7 +276,7 @@ func cmdKeys(c *conn, args [][]byte) {
 	setMatch(&req, args[1])
 	var keys [][]byte
 	for {
-		res, err := c.s.opts.Store.Scan(c.s.ctx, req)
+		res, err := c.s.opts.Store.Scan(c.reqCtx(), req)
 		if err != nil {
 			c.writeErr(err)
 			return
@@ -309,7 +309,7 @@ func cmdRandomKey(c *conn, _ [][]byte) {
 	}
 	req := kv.ScanRequest{Namespace: c.ns, After: seed[:rand.IntN(len(seed))+1], Limit: keysPage, KeysOnly: true}
 	for wrapped := false; ; {
-		res, err := c.s.opts.Store.Scan(c.s.ctx, req)
+		res, err := c.s.opts.Store.Scan(c.reqCtx(), req)
 		if err != nil {
 			c.writeErr(err)
 			return

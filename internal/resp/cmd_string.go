@@ -105,7 +105,7 @@ func (c *conn) resolveExpiry(arg []byte, unit int, cmd string) (int64, string) {
 func invalidExpire(cmd string) string { return "ERR invalid expire time in '" + cmd + "' command" }
 
 func cmdGet(c *conn, args [][]byte) {
-	v, ok, err := c.s.opts.Store.Get(c.s.ctx, c.ns, args[1])
+	v, ok, err := c.s.opts.Store.Get(c.reqCtx(), c.ns, args[1])
 	c.writeLookup(v, ok, err)
 }
 
@@ -201,7 +201,7 @@ func cmdGetEx(c *conn, args [][]byte) {
 		// missing key answers null even when the time is invalid.
 		at, msg := c.resolveExpiry(o.arg, o.unit, "getex")
 		if msg != "" {
-			_, exists, gerr := c.s.opts.Store.Get(c.s.ctx, c.ns, args[1])
+			_, exists, gerr := c.s.opts.Store.Get(c.reqCtx(), c.ns, args[1])
 			switch {
 			case gerr != nil:
 				c.writeErr(gerr)
@@ -231,7 +231,7 @@ func cmdGetEx(c *conn, args [][]byte) {
 // applyOne applies a batch outside the pipeline's merged batch and returns
 // its first result, answering any error itself.
 func (c *conn) applyOne(b kv.Batch) (kv.Result, bool) {
-	res, err := c.s.opts.Store.Apply(c.s.ctx, b)
+	res, err := c.s.opts.Store.Apply(c.reqCtx(), b)
 	if err == nil && len(res) != len(b.Ops) {
 		err = kv.Errorf(kv.CodeInternal, "store returned %d results for %d ops", len(res), len(b.Ops))
 	}
@@ -252,7 +252,7 @@ func cmdMGet(c *conn, args [][]byte) {
 	keys := args[1:]
 	c.writeArray(len(keys))
 	for _, k := range keys {
-		v, ok, err := c.s.opts.Store.Get(c.s.ctx, c.ns, k)
+		v, ok, err := c.s.opts.Store.Get(c.reqCtx(), c.ns, k)
 		c.writeLookup(v, ok, err)
 	}
 }
@@ -364,7 +364,7 @@ func cmdAppend(c *conn, args [][]byte) {
 }
 
 func cmdStrlen(c *conn, args [][]byte) {
-	v, ok, err := c.s.opts.Store.Get(c.s.ctx, c.ns, args[1])
+	v, ok, err := c.s.opts.Store.Get(c.reqCtx(), c.ns, args[1])
 	switch {
 	case err != nil:
 		c.writeErr(err)
@@ -382,7 +382,7 @@ func cmdGetRange(c *conn, args [][]byte) {
 		c.writeError(errNotInteger)
 		return
 	}
-	v, ok, err := c.s.opts.Store.Get(c.s.ctx, c.ns, args[1])
+	v, ok, err := c.s.opts.Store.Get(c.reqCtx(), c.ns, args[1])
 	if err != nil {
 		c.writeErr(err)
 		return

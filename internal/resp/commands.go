@@ -105,6 +105,7 @@ func commandTable() []*command {
 		def("flushdb", -1, "write", ks+" @write @slow @dangerous", 0, 0, 0, "server", "Remove all keys from the current database", cmdFlushDB),
 		def("flushall", -1, "write", ks+" @write @slow @dangerous", 0, 0, 0, "server", "Remove all keys from all databases", cmdFlushAll),
 		def("namespace", -1, "fast", conn+" @fast", 0, 0, 0, "connection", "Select or show the connection's Fulcrum namespace", cmdNamespace),
+		def("fulcrum.consistency", -1, "fast", conn+" @fast", 0, 0, 0, "connection", "Set or show this connection's W and R for eventual namespaces", cmdFulcrumConsistency),
 		def("fulcrum.getmeta", -2, rof, ks+" @read @fast", 1, 1, 1, "string", "Get a key's value with its timestamp and how many replicas answered and agreed", cmdFulcrumGetMeta),
 		def("fulcrum.namespace", -2, "admin", "@admin @slow", 0, 0, 0, "server", "Create, list, describe or drop a cluster namespace", cmdFulcrumNamespace),
 

@@ -38,7 +38,10 @@ type conn struct {
 
 	proto int    // 2 or 3
 	ns    string // namespace of this connection's commands
-	lower [32]byte
+	// quorum is the connection's W/R override for eventual namespaces
+	// (FULCRUM.CONSISTENCY); zero: the namespaces' own.
+	quorum kv.Quorum
+	lower  [32]byte
 
 	// The command being executed.
 	cmd   *command
@@ -335,7 +338,7 @@ func (c *conn) applyPending() {
 	}
 	pend := c.pend
 	c.pend = c.pend[:0] // replies below must not re-enter applyPending
-	res, err := c.s.opts.Store.Apply(c.s.ctx, kv.Batch{Ops: c.ops})
+	res, err := c.s.opts.Store.Apply(c.reqCtx(), kv.Batch{Ops: c.ops})
 	if err == nil && len(res) != len(c.ops) {
 		err = kv.Errorf(kv.CodeInternal, "store returned %d results for %d ops", len(res), len(c.ops))
 	}

@@ -25,19 +25,43 @@ func leaderlessNS(n *Namespace) bool {
 	return n.Policy.Consistency == kv.ConsistencyEventual || n.Policy.Consistency == kv.ConsistencyWeak
 }
 
-func (r *Router) writeOptions(n *Namespace) node.WriteOptions {
-	return node.WriteOptions{N: n.Policy.Replicas, W: n.Policy.W, Sloppy: n.Policy.Consistency == kv.ConsistencyEventual}
+func (r *Router) writeOptions(ctx context.Context, n *Namespace) (node.WriteOptions, error) {
+	o := node.WriteOptions{N: n.Policy.Replicas, W: n.Policy.W, Sloppy: n.Policy.Consistency == kv.ConsistencyEventual}
+	if q, ok := kv.QuorumFrom(ctx); ok && q.W != 0 {
+		if err := overrideQuorum(n, "w", q.W); err != nil {
+			return o, err
+		}
+		o.W = q.W
+	}
+	return o, nil
 }
 
-func (r *Router) readOptions(n *Namespace) node.ReadOptions {
+// overrideQuorum checks a request's W or R against the namespace's.
+func overrideQuorum(n *Namespace, what string, v int) error {
+	if n.Policy.Consistency == kv.ConsistencyWeak && v != 1 {
+		return kv.Errorf(kv.CodeInvalid, "%s %d: namespace %q is weak: one replica answers", what, v, n.Name)
+	}
+	if v < 1 || v > n.Policy.Replicas {
+		return kv.Errorf(kv.CodeInvalid, "%s %d: want 1 to the namespace's replicas (%d)", what, v, n.Policy.Replicas)
+	}
+	return nil
+}
+
+func (r *Router) readOptions(ctx context.Context, n *Namespace) (node.ReadOptions, error) {
 	o := node.ReadOptions{N: n.Policy.Replicas, R: n.Policy.R}
+	if q, ok := kv.QuorumFrom(ctx); ok && q.R != 0 {
+		if err := overrideQuorum(n, "r", q.R); err != nil {
+			return o, err
+		}
+		o.R = q.R
+	}
 	if n.Policy.Consistency == kv.ConsistencyEventual {
 		o.Sloppy, o.Repair = true, leaderless.RepairAsync
 		if n.Policy.ReadRepair == kv.ReadRepairBlocking {
 			o.Repair = leaderless.RepairBlocking
 		}
 	}
-	return o
+	return o, nil
 }
 
 // Preference is a key's preference list for the leaderless engine: its
@@ -99,7 +123,7 @@ func (r *Router) applyEventual(ctx context.Context, n *Namespace, b kv.Batch) ([
 		}
 		// DEL counts every key it was asked to delete: knowing whether one
 		// existed would need a read of R replicas.
-		res[i] = kv.Result{Applied: true, Count: 1, Cur: kv.Value{Data: op.Value}}
+		res[i] = kv.Result{Applied: true, Count: 1, Cur: kv.Value{Data: op.Value}, Exists: op.Kind == kv.OpSet, PrevExists: op.Kind == kv.OpDelete}
 	}
 	return res, nil
 }
@@ -108,8 +132,14 @@ func (r *Router) applyEventual(ctx context.Context, n *Namespace, b kv.Batch) ([
 // the key's home replicas, else by the first home replica it reaches.
 func (r *Router) eventualWrite(ctx context.Context, n *Namespace, op kv.Op) error {
 	shard := placement.ShardOf(n.Name, op.Key, n.Shards)
+	q, _ := kv.QuorumFrom(ctx)
+	if q.W != 0 {
+		if err := overrideQuorum(n, "w", q.W); err != nil {
+			return err
+		}
+	}
 	if slices.Contains(n.Replicas[shard], r.cfg.Self) {
-		return r.eventualWriteHere(ctx, n, op.Kind == kv.OpDelete, op.Key, op.Value)
+		return r.eventualWriteHere(ctx, n, op.Kind == kv.OpDelete, op.Key, op.Value, q.W)
 	}
 	kind := byte(opEventualPut)
 	if op.Kind == kv.OpDelete {
@@ -119,16 +149,20 @@ func (r *Router) eventualWrite(ctx context.Context, n *Namespace, op kv.Op) erro
 	msg = appendBytes(msg, []byte(n.Name))
 	msg = appendBytes(msg, op.Key)
 	msg = appendBytes(msg, op.Value)
+	msg = binary.AppendUvarint(msg, uint64(q.W))
 	_, err := r.forward(ctx, n, shard, msg)
 	return err
 }
 
-func (r *Router) eventualWriteHere(ctx context.Context, n *Namespace, del bool, key, value []byte) error {
-	var err error
+func (r *Router) eventualWriteHere(ctx context.Context, n *Namespace, del bool, key, value []byte, w int) error {
+	opts, err := r.writeOptions(kv.WithQuorum(ctx, kv.Quorum{W: w}), n)
+	if err != nil {
+		return err
+	}
 	if del {
-		_, err = r.cfg.Leaderless.Delete(ctx, n.Name, key, r.writeOptions(n))
+		_, err = r.cfg.Leaderless.Delete(ctx, n.Name, key, opts)
 	} else {
-		_, err = r.cfg.Leaderless.Put(ctx, n.Name, key, value, r.writeOptions(n))
+		_, err = r.cfg.Leaderless.Put(ctx, n.Name, key, value, opts)
 	}
 	return err
 }
@@ -139,12 +173,14 @@ func (r *Router) getEventual(ctx context.Context, n *Namespace, key []byte, rq i
 	if r.cfg.Leaderless == nil {
 		return kv.ReadMeta{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s, and this node runs no leaderless engine", n.Name, n.Policy.Consistency)
 	}
-	opts := r.readOptions(n)
 	if rq != 0 {
-		if rq < 1 || rq > n.Policy.Replicas {
-			return kv.ReadMeta{}, kv.Errorf(kv.CodeInvalid, "r %d: want 1 to the namespace's replicas (%d)", rq, n.Policy.Replicas)
-		}
-		opts.R = rq
+		q, _ := kv.QuorumFrom(ctx)
+		q.R = rq
+		ctx = kv.WithQuorum(ctx, q)
+	}
+	opts, err := r.readOptions(ctx, n)
+	if err != nil {
+		return kv.ReadMeta{}, err
 	}
 	res, err := r.cfg.Leaderless.Get(ctx, n.Name, key, opts)
 	if err != nil {
@@ -191,9 +227,13 @@ func (r *Router) serveEventual(ctx context.Context, op byte, body []byte) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	value, _, err := readBytes(rest)
+	value, rest, err := readBytes(rest)
 	if err != nil {
 		return nil, err
+	}
+	w, k := binary.Uvarint(rest)
+	if k <= 0 || w > kv.MaxReplicas {
+		return nil, kv.Errorf(kv.CodeInvalid, "router: corrupt forwarded write")
 	}
 	n, err := r.namespace(ctx, string(ns))
 	if err != nil {
@@ -205,7 +245,7 @@ func (r *Router) serveEventual(ctx context.Context, op byte, body []byte) ([]byt
 	if r.cfg.Leaderless == nil {
 		return nil, kv.Errorf(kv.CodeNotSupported, "node %d runs no leaderless engine", r.cfg.Self)
 	}
-	if err := r.eventualWriteHere(ctx, n, op == opEventualDelete, key, value); err != nil {
+	if err := r.eventualWriteHere(ctx, n, op == opEventualDelete, key, value, int(w)); err != nil {
 		if errors.Is(err, node.ErrNotReplica) {
 			return nil, kv.Errorf(kv.CodeUnavailable, "node %d is no longer a home replica of %q in %q", r.cfg.Self, key, ns)
 		}
