@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"github.com/fulcrumdb/fulcrum/internal/lincheck"
 )
 
 // TestLinearizableMoves checks linearizability while replicas move: four
@@ -65,43 +63,15 @@ func runLinearizableMoves(t *testing.T, seed int64, dur time.Duration) {
 			t.Fatal(err)
 		}
 	}
-	rng := rand.New(rand.NewPCG(uint64(seed), 0x33))
 	mrng := rand.New(rand.NewPCG(uint64(seed), 0x44))
-	rec := lincheck.NewRecorder()
-	keys := []string{"a", "b", "c", "d"}
-
-	ctx, stop := context.WithTimeout(context.Background(), dur)
-	defer stop()
-	var wg sync.WaitGroup
-	for cl := 0; cl < 6; cl++ {
-		r := rand.New(rand.NewPCG(uint64(seed), uint64(cl)))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lastVersion := map[string]uint64{}
-			for ctx.Err() == nil {
-				runClientOp(c, rec, cl, r, keys, lastVersion)
-			}
-		}()
-	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		nemesis(ctx, c, rng)
-	}()
 	moves := 0
-	go func() {
-		defer wg.Done()
+	rec := runWorkload(c, seed, dur, rand.New(rand.NewPCG(uint64(seed), 0x33)), func(ctx context.Context) {
 		moves = mover(ctx, c, mrng, func(node, group uint64) {
 			initMu.Lock()
 			initial[group] = slices.DeleteFunc(initial[group], func(id uint64) bool { return id == node })
 			initMu.Unlock()
 		})
-	}()
-	wg.Wait()
-	c.net.Heal()
-	c.net.SetDropRate(0)
-	c.net.SetLatency(0, 0)
+	})
 	res, err := rec.Check(30 * time.Second)
 	if err != nil {
 		path := fmt.Sprintf("%s/lin-moves-seed-%d.html", t.TempDir(), seed)

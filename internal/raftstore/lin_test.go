@@ -69,10 +69,28 @@ func TestLinearizableLeaseReads(t *testing.T) {
 // nemesis injects one fault kind after another, then checks the history.
 func runLinearizable(t *testing.T, seed int64, dur time.Duration, mutate func(*Config)) (leaseReads uint64) {
 	c := newTestCluster(t, seed, 3, 2, mutate)
-	rng := rand.New(rand.NewPCG(uint64(seed), 0x11))
+	rec := runWorkload(c, seed, dur, rand.New(rand.NewPCG(uint64(seed), 0x11)), nil)
+	res, err := rec.Check(30 * time.Second)
+	if err != nil {
+		path := fmt.Sprintf("%s/lin-seed-%d.html", t.TempDir(), seed)
+		_ = rec.WriteVisualization(path)
+		t.Fatalf("seed %d: history of %d ops is not linearizable: %v (visualization: %s)", seed, res.Ops, err, path)
+	}
+	c.mu.Lock()
+	for _, tn := range c.nodes {
+		leaseReads += tn.node.Stats().LeaseReads
+	}
+	c.mu.Unlock()
+	t.Logf("seed %d: %d ops linearizable", seed, res.Ops)
+	return leaseReads
+}
+
+// runWorkload runs 6 clients (get, put, compare-and-set on 4 keys) and
+// the nemesis (seeded by nrng) against c for dur, with also, if set, run
+// beside them; it heals the network and returns the history.
+func runWorkload(c *testCluster, seed int64, dur time.Duration, nrng *rand.Rand, also func(ctx context.Context)) *lincheck.Recorder {
 	rec := lincheck.NewRecorder()
 	keys := []string{"a", "b", "c", "d"}
-
 	ctx, stop := context.WithTimeout(context.Background(), dur)
 	defer stop()
 	var wg sync.WaitGroup
@@ -91,26 +109,20 @@ func runLinearizable(t *testing.T, seed int64, dur time.Duration, mutate func(*C
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		nemesis(ctx, c, rng)
+		nemesis(ctx, c, nrng)
 	}()
+	if also != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			also(ctx)
+		}()
+	}
 	wg.Wait()
 	c.net.Heal()
 	c.net.SetDropRate(0)
 	c.net.SetLatency(0, 0)
-
-	res, err := rec.Check(30 * time.Second)
-	if err != nil {
-		path := fmt.Sprintf("%s/lin-seed-%d.html", t.TempDir(), seed)
-		_ = rec.WriteVisualization(path)
-		t.Fatalf("seed %d: history of %d ops is not linearizable: %v (visualization: %s)", seed, res.Ops, err, path)
-	}
-	c.mu.Lock()
-	for _, tn := range c.nodes {
-		leaseReads += tn.node.Stats().LeaseReads
-	}
-	c.mu.Unlock()
-	t.Logf("seed %d: %d ops linearizable", seed, res.Ops)
-	return leaseReads
+	return rec
 }
 
 func runClientOp(c *testCluster, rec *lincheck.Recorder, client int, r *rand.Rand, keys []string, lastVersion map[string]uint64) {
