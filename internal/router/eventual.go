@@ -75,7 +75,7 @@ func (r *Router) Preference(ns string, key []byte) []uint64 {
 	}
 	home := n.Replicas[placement.ShardOf(ns, key, n.Shards)]
 	out := slices.Clone(home)
-	for _, id := range r.nodes() {
+	for _, id := range *r.nodes.Load() {
 		if !slices.Contains(out, id) {
 			out = append(out, id)
 		}
@@ -83,10 +83,11 @@ func (r *Router) Preference(ns string, key []byte) []uint64 {
 	return out
 }
 
-// nodes lists every node that holds a replica of any namespace, in order.
-func (r *Router) nodes() []uint64 {
+// replicaNodes lists every node that holds a replica of any namespace of
+// a table, in order.
+func replicaNodes(table map[string]*Namespace) []uint64 {
 	var ids []uint64
-	for _, n := range *r.ns.Load() {
+	for _, n := range table {
 		for _, set := range n.Replicas {
 			for _, id := range set {
 				if !slices.Contains(ids, id) {

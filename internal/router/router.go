@@ -89,6 +89,9 @@ type Config struct {
 type Router struct {
 	cfg Config
 	ns  atomic.Pointer[map[string]*Namespace]
+	// nodes are the nodes holding a replica of any namespace, in id order
+	// (the leaderless engine's fallbacks), computed with the table.
+	nodes atomic.Pointer[[]uint64]
 }
 
 // New builds a router.
@@ -121,6 +124,8 @@ func (r *Router) SetNamespaces(list []Namespace) error {
 		}
 		m[n.Name] = &n
 	}
+	nodes := replicaNodes(m)
+	r.nodes.Store(&nodes)
 	r.ns.Store(&m)
 	return nil
 }
@@ -382,18 +387,11 @@ func (r *Router) localScan(ctx context.Context, n *Namespace, req kv.ScanRequest
 	return res, err
 }
 
-// read runs read (of the local state machine) after the read barriers of
-// groups, and fails with UNAVAILABLE if a local replica of one of them
-// was removed meanwhile (a shard moving away deletes its rows): what read
-// saw is then discarded.
-func (r *Router) read(ctx context.Context, groups []uint64, read func() error) error {
-	replicas := make([]uint64, len(groups))
-	for i, g := range groups {
-		id, ok := r.cfg.Engine.Replica(g)
-		if !ok {
-			return kv.Errorf(kv.CodeUnavailable, "group %d has no replica on node %d (moved away?)", g, r.cfg.Self)
-		}
-		replicas[i] = id
+// barriers waits for the read barriers of groups, in parallel when there
+// are several (a single key's read, the hot path, spawns nothing).
+func (r *Router) barriers(ctx context.Context, groups []uint64) error {
+	if len(groups) == 1 {
+		return r.cfg.Engine.ReadBarrier(ctx, groups[0])
 	}
 	errs := make([]error, len(groups))
 	var wg sync.WaitGroup
@@ -409,6 +407,25 @@ func (r *Router) read(ctx context.Context, groups []uint64, read func() error) e
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// read runs read (of the local state machine) after the read barriers of
+// groups, and fails with UNAVAILABLE if a local replica of one of them
+// was removed meanwhile (a shard moving away deletes its rows): what read
+// saw is then discarded.
+func (r *Router) read(ctx context.Context, groups []uint64, read func() error) error {
+	replicas := make([]uint64, len(groups))
+	for i, g := range groups {
+		id, ok := r.cfg.Engine.Replica(g)
+		if !ok {
+			return kv.Errorf(kv.CodeUnavailable, "group %d has no replica on node %d (moved away?)", g, r.cfg.Self)
+		}
+		replicas[i] = id
+	}
+	if err := r.barriers(ctx, groups); err != nil {
+		return err
 	}
 	if err := read(); err != nil {
 		return err
