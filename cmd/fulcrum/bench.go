@@ -13,6 +13,7 @@ import (
 
 	"github.com/fulcrumdb/fulcrum/internal/bench"
 	"github.com/fulcrumdb/fulcrum/internal/bench/plot"
+	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
 const benchUsage = `Usage:
@@ -48,6 +49,15 @@ A list of concurrencies or rates sweeps the latency-vs-throughput curve.
 --slo p99=5ms searches for the highest open-loop rate meeting the objective
 (doubling from the first --rate, then bisecting; each probe runs --duration).
 
+--w N and --r N set, on every request, how many replicas of an eventual
+namespace must acknowledge a write and answer a read (0: the namespace's
+own). resp sends FULCRUM.CONSISTENCY on each connection after NAMESPACE (a
+server that refuses it, such as Redis, fails the run at connect); http
+adds ?w=N to writes and deletes and ?r=N to reads; etcd has no such
+setting and ignores them. A strong namespace ignores them, except that its
+HTTP reads refuse ?r= (INVALID). They are recorded in the result (and as
+the labels w and r unless --label gives those).
+
 Every run is bounded (--duration or --ops per target and load point, plus
 --warmup) and connects only to the --target addresses. Latencies are of
 successful requests; failures are counted by error code.
@@ -61,6 +71,8 @@ Examples:
   fulcrum bench --target fulcrum=resp://127.0.0.1:7379,127.0.0.1:7389 \
       --target etcd=etcd://127.0.0.1:2379,127.0.0.1:22379 \
       --read-ratio 0 --concurrency 1,16,64 --value-size 256
+  fulcrum bench --target fulcrum=resp://127.0.0.1:7379 --namespace cache \
+      --read-ratio 0 --w 2 --out out/
 `
 
 // BenchMain is "fulcrum bench".
@@ -101,6 +113,7 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 		theta                      float64
 		slo                        string
 		seed                       uint64
+		quorum                     bench.Quorum
 	)
 	fs := cl.fs
 	fs.Var(&targets, "target", "`NAME=KIND://HOST:PORT[,HOST:PORT...]` to drive (repeatable); KIND is resp, http or etcd")
@@ -115,6 +128,8 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 	fs.IntVar(&m.cfg.Workload.ValueSize, "value-size", 100, "value size in bytes")
 	fs.StringVar(&m.cfg.Workload.Namespace, "namespace", "", "Fulcrum namespace (resp: NAMESPACE on each connection; http: the path; etcd: a key prefix NS/; default: the server's)")
 	fs.StringVar(&m.cfg.Workload.KeyPrefix, "key-prefix", "bench:", "prefix of every key")
+	fs.IntVar(&quorum.W, "w", 0, "eventual namespaces: replicas that must acknowledge each write, `N` (0: the namespace's W; resp: FULCRUM.CONSISTENCY W, http: ?w=)")
+	fs.IntVar(&quorum.R, "r", 0, "eventual namespaces: replicas that answer each read, `N` (0: the namespace's R; resp: FULCRUM.CONSISTENCY R, http: ?r=)")
 	fs.BoolVar(&m.cfg.Preload, "preload", true, "write every key once before measuring")
 	fs.StringVar(&conc, "concurrency", "16", "clients (connections) per target; a list (1,4,16,64) sweeps them")
 	fs.IntVar(&m.cfg.Pipeline, "pipeline", 1, "closed loop: requests pipelined per client (resp only)")
@@ -147,6 +162,15 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 	if len(targets) == 0 {
 		return cl.usageErr("at least one --target is required")
 	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"w", quorum.W}, {"r", quorum.R}} {
+		if f.v < 0 || f.v > kv.MaxReplicas {
+			return cl.usageErr("--%s %d: want 0 (the namespace's) to %d", f.name, f.v, kv.MaxReplicas)
+		}
+	}
+	m.cfg.Quorum = quorum
 	for _, l := range labels {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
@@ -156,6 +180,19 @@ func (m *BenchMain) ParseFlags(ctx context.Context, args []string) error {
 			m.labels = make(map[string]string)
 		}
 		m.labels[k] = v
+	}
+	// The quorum is a label too unless the caller named it otherwise, so
+	// that "bench compare" of a W=1 and a W=2 result says which is which.
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"w", quorum.W}, {"r", quorum.R}} {
+		if _, given := m.labels[f.name]; f.v != 0 && !given {
+			if m.labels == nil {
+				m.labels = make(map[string]string)
+			}
+			m.labels[f.name] = strconv.Itoa(f.v)
+		}
 	}
 	for _, s := range targets {
 		t, err := bench.ParseTarget(s)
@@ -317,7 +354,7 @@ func (m *BenchMain) Run(ctx context.Context) error {
 	if len(m.rates) > 0 || m.slo != nil {
 		mode = "open"
 	}
-	fmt.Fprintf(m.Stderr, "bench: seed %d, %s loop, %d target(s), %d round(s)\n", m.cfg.Seed, mode, len(m.cfg.Targets), m.cfg.Rounds)
+	fmt.Fprintf(m.Stderr, "bench: seed %d, %s loop, %d target(s), %d round(s)%s\n", m.cfg.Seed, mode, len(m.cfg.Targets), m.cfg.Rounds, m.quorumHeader())
 	p := newProgressPrinter(m.Stderr)
 	m.cfg.Progress = p.print
 	res := &bench.Result{
@@ -364,6 +401,25 @@ func (m *BenchMain) Run(ctx context.Context) error {
 		fmt.Fprintf(m.Stderr, "bench: wrote %s\n", strings.Join(paths, ", "))
 	}
 	return err
+}
+
+// quorumHeader describes the quorum for the header line: "" when none is
+// set, else ", w=2 r=default" and the targets that ignore it.
+func (m *BenchMain) quorumHeader() string {
+	if m.cfg.Quorum.IsZero() {
+		return ""
+	}
+	var ignored []string
+	for _, t := range m.cfg.Targets {
+		if !bench.TakesQuorum(t) {
+			ignored = append(ignored, t.Name())
+		}
+	}
+	s := ", " + m.cfg.Quorum.String()
+	if len(ignored) > 0 {
+		s += " (ignored by " + strings.Join(ignored, ", ") + ")"
+	}
+	return s
 }
 
 func (m *BenchMain) writeOut(res *bench.Result) error {

@@ -138,12 +138,12 @@ func TestVersionCacheBounded(t *testing.T) {
 func checkCASSemantics(t *testing.T, tg Target, ns string) {
 	t.Helper()
 	ctx := context.Background()
-	a, err := tg.Connect(ctx, ns, 0)
+	a, err := tg.Connect(ctx, ConnOptions{Namespace: ns}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := tg.Connect(ctx, ns, 1)
+	b, err := tg.Connect(ctx, ConnOptions{Namespace: ns}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func checkCASRun(t *testing.T, r RunResult) {
 	if err := WriteTable(&table, res.Runs); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(csv.String(), ",conflicts\n") || !strings.Contains(csv.String(), ",cas,") {
+	if !strings.Contains(csv.String(), ",conflicts,w,r\n") || !strings.Contains(csv.String(), ",cas,") {
 		t.Errorf("CSV lacks the cas row or the conflicts column:\n%s", csv.String())
 	}
 	if !strings.Contains(table.String(), "cas_conflict") {

@@ -6,6 +6,8 @@
 // open loop (a fixed arrival rate), records latency in HDR histograms per
 // operation and per interval, and reports tables, JSON and CSV results. A
 // CAS whose precondition failed is counted as a conflict, not an error.
+// On Fulcrum's resp and http targets, every request can ask an eventual
+// namespace for its own write and read quorums (Config.Quorum).
 //
 // Several targets in one run are measured in interleaved rounds (A, B, A,
 // B, ...) so that they share the machine's noise. In open loop, latency is

@@ -238,7 +238,7 @@ func TestEndToEndSeveralAddresses(t *testing.T) {
 	// server, client 3 to the second.
 	ctx := context.Background()
 	for client := 2; client < 4; client++ {
-		c, err := tg.Connect(ctx, "spread", client)
+		c, err := tg.Connect(ctx, ConnOptions{Namespace: "spread"}, client)
 		if err != nil {
 			t.Fatal(err)
 		}

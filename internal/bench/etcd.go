@@ -115,9 +115,12 @@ func (t *EtcdTarget) newClient() (*clientv3.Client, error) {
 	return c, nil
 }
 
-// Connect implements Target. A namespace becomes a key prefix "ns/". The
-// connection is checked with a read of a key outside the workload's.
-func (t *EtcdTarget) Connect(ctx context.Context, ns string, client int) (Conn, error) {
+// Connect implements Target. A namespace becomes a key prefix "ns/";
+// the quorum is ignored (etcd's reads and writes are always
+// linearizable). The connection is checked with a read of a key outside
+// the workload's.
+func (t *EtcdTarget) Connect(ctx context.Context, co ConnOptions, client int) (Conn, error) {
+	ns := co.Namespace
 	c, release, err := t.client(client)
 	if err != nil {
 		return nil, err

@@ -242,7 +242,7 @@ func TestEndToEndEtcd(t *testing.T) {
 		}
 		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
-		if _, err := dead.Connect(cctx, "", 0); err == nil {
+		if _, err := dead.Connect(cctx, ConnOptions{}, 0); err == nil {
 			t.Fatal("connect to a closed port: got nil error")
 		}
 	})

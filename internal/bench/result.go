@@ -26,9 +26,10 @@ type RunResult struct {
 	Pipeline      int              `json:"pipeline"`
 	OfferedRate   float64          `json:"offered_rate,omitempty"`
 	Workload      Workload         `json:"workload"`
-	Seconds       float64          `json:"seconds"` // measured time
-	Ops           []OpStats        `json:"ops"`     // per operation, then "total"
-	Errors        map[string]int64 `json:"errors"`  // by code
+	Quorum        *Quorum          `json:"quorum,omitempty"` // W and R sent with each request (nil: the namespace's)
+	Seconds       float64          `json:"seconds"`          // measured time
+	Ops           []OpStats        `json:"ops"`              // per operation, then "total"
+	Errors        map[string]int64 `json:"errors"`           // by code
 	Lag           *LagStats        `json:"lag,omitempty"`
 	Intervals     []Interval       `json:"intervals"`
 	CDF           []CDFPoint       `json:"cdf"`
@@ -161,14 +162,20 @@ func ReadResult(path string) (*Result, error) {
 // WriteCSV writes one row per run and operation.
 func (r *Result) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	// conflicts is last so that scripts reading columns by number still work.
-	_ = cw.Write([]string{"target", "kind", "mode", "clients", "pipeline", "offered_rate", "op", "count", "errors", "ops_per_sec", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "conflicts"})
+	// New columns go last (conflicts, then w and r) so that scripts
+	// reading columns by number still work.
+	_ = cw.Write([]string{"target", "kind", "mode", "clients", "pipeline", "offered_rate", "op", "count", "errors", "ops_per_sec", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "conflicts", "w", "r"})
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	for _, run := range r.Runs {
+		var q Quorum // 0: the namespace's own
+		if run.Quorum != nil {
+			q = *run.Quorum
+		}
 		for _, o := range run.Ops {
 			_ = cw.Write([]string{run.Target, run.Kind, run.Mode, strconv.Itoa(run.Clients), strconv.Itoa(run.Pipeline),
 				f(run.OfferedRate), o.Op, strconv.FormatInt(o.Count, 10), strconv.FormatInt(o.Errors, 10),
-				f(o.OpsPerSec), f(o.P50Ms), f(o.P90Ms), f(o.P99Ms), f(o.P999Ms), f(o.MaxMs), strconv.FormatInt(o.Conflicts, 10)})
+				f(o.OpsPerSec), f(o.P50Ms), f(o.P90Ms), f(o.P99Ms), f(o.P999Ms), f(o.MaxMs), strconv.FormatInt(o.Conflicts, 10),
+				strconv.Itoa(q.W), strconv.Itoa(q.R)})
 		}
 	}
 	cw.Flush()

@@ -29,6 +29,11 @@ type Config struct {
 	Interval time.Duration // reporting interval (default 1s)
 	Preload  bool          // write every key once before measuring
 
+	// Quorum is the W and R every request asks of a Fulcrum eventual
+	// namespace (zero: the namespace's own), on the targets that take one
+	// (TakesQuorum).
+	Quorum Quorum
+
 	Seed uint64
 	// Progress, if set, is called from the run's goroutine at each interval.
 	Progress func(Progress)
@@ -70,6 +75,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Interval <= 0 {
 		c.Interval = time.Second
+	}
+	if err := c.Quorum.Validate(); err != nil {
+		return err
 	}
 	return c.Workload.Validate()
 }
@@ -130,7 +138,7 @@ func Run(ctx context.Context, cfg Config) ([]RunResult, error) {
 			r.version, _ = v.ServerVersion(ctx)
 		}
 		for i := range cfg.Clients {
-			c, err := t.Connect(ctx, cfg.Workload.Namespace, i)
+			c, err := t.Connect(ctx, ConnOptions{Namespace: cfg.Workload.Namespace, Quorum: cfg.Quorum}, i)
 			if err != nil {
 				return nil, err
 			}
@@ -406,6 +414,10 @@ func (r *targetRun) result(cfg *Config) RunResult {
 		Mode: cfg.Mode(), Clients: cfg.Clients, Pipeline: cfg.Pipeline, OfferedRate: cfg.Rate,
 		Workload: cfg.Workload, Seconds: r.elapsed.Seconds(), Errors: map[string]int64{},
 		Intervals: r.ivals,
+	}
+	if !cfg.Quorum.IsZero() && TakesQuorum(r.t) {
+		q := cfg.Quorum
+		res.Quorum = &q
 	}
 	if cfg.Rate > 0 {
 		res.Pipeline = 1

@@ -34,10 +34,69 @@ type Target interface {
 	// Addr is the address it connects to (comma-separated if several).
 	Addr() string
 	// Connect opens the connection of the client numbered client (0 to
-	// Config.Clients-1). A target with several addresses connects client i
-	// to address i mod n, so clients spread evenly and the same way in
-	// every run.
-	Connect(ctx context.Context, ns string, client int) (Conn, error)
+	// Config.Clients-1), set up as opts asks. A target with several
+	// addresses connects client i to address i mod n, so clients spread
+	// evenly and the same way in every run.
+	Connect(ctx context.Context, opts ConnOptions, client int) (Conn, error)
+}
+
+// ConnOptions is what every connection of a run asks of the server.
+type ConnOptions struct {
+	// Namespace is the Fulcrum namespace ("" = the server's default).
+	Namespace string
+	// Quorum overrides the W and R of a Fulcrum eventual namespace on
+	// the resp and http targets (see TakesQuorum); others ignore it.
+	Quorum Quorum
+}
+
+// Quorum is how many replicas of a Fulcrum eventual namespace must
+// acknowledge each write (W) and answer each read (R); 0 leaves the
+// namespace's own. The server checks them against the namespace at
+// every request (1 to its replicas; weak namespaces take only 1) and
+// strong namespaces ignore them.
+type Quorum struct {
+	W int `json:"w"`
+	R int `json:"r"`
+}
+
+// IsZero reports whether q overrides nothing.
+func (q Quorum) IsZero() bool { return q == Quorum{} }
+
+// Validate checks that q's counts are not negative (the server checks
+// the upper bound against the namespace).
+func (q Quorum) Validate() error {
+	if q.W < 0 || q.R < 0 {
+		return fmt.Errorf("quorum w %d r %d: want 0 (the namespace's) or more", q.W, q.R)
+	}
+	return nil
+}
+
+// String renders q as "w=2 r=default".
+func (q Quorum) String() string {
+	f := func(n int) string {
+		if n == 0 {
+			return "default"
+		}
+		return strconv.Itoa(n)
+	}
+	return "w=" + f(q.W) + " r=" + f(q.R)
+}
+
+// quorumTarget marks the targets that send Quorum to the server: the
+// Fulcrum front ends (a resp target may also be another Redis-protocol
+// server, which then refuses the command at connect).
+type quorumTarget interface{ quorumCapable() }
+
+var (
+	_ quorumTarget = (*RESPTarget)(nil)
+	_ quorumTarget = (*HTTPTarget)(nil)
+)
+
+// TakesQuorum reports whether t applies ConnOptions.Quorum (resp and
+// http do; etcd has no such setting and ignores it).
+func TakesQuorum(t Target) bool {
+	_, ok := t.(quorumTarget)
+	return ok
 }
 
 // Conn is one client's connection to a target. It is used by one
@@ -154,10 +213,16 @@ func (t *RESPTarget) Kind() string { return "resp" }
 // Addr implements Target.
 func (t *RESPTarget) Addr() string { return strings.Join(t.addrs, ",") }
 
+// quorumCapable marks RESPTarget as sending FULCRUM.CONSISTENCY.
+func (t *RESPTarget) quorumCapable() {}
+
 // Connect implements Target: a go-redis client with a single connection
 // and no retries, so that every latency is one round trip. A namespace is
-// selected with NAMESPACE on the connection.
-func (t *RESPTarget) Connect(ctx context.Context, ns string, client int) (Conn, error) {
+// selected with NAMESPACE on the connection, then a quorum with
+// FULCRUM.CONSISTENCY (only when one is set, so that other Redis-protocol
+// servers can be driven without one). go-redis runs both again if it
+// reconnects.
+func (t *RESPTarget) Connect(ctx context.Context, co ConnOptions, client int) (Conn, error) {
 	addr := t.addrs[client%len(t.addrs)]
 	opts := &redis.Options{
 		Addr:            addr,
@@ -167,9 +232,14 @@ func (t *RESPTarget) Connect(ctx context.Context, ns string, client int) (Conn, 
 		ReadTimeout:     5 * time.Second,
 		WriteTimeout:    5 * time.Second,
 	}
-	if ns != "" {
+	if setup := respSetup(co); len(setup) > 0 {
 		opts.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
-			return cn.Do(ctx, "NAMESPACE", ns).Err()
+			for _, cmd := range setup {
+				if err := cn.Do(ctx, cmd...).Err(); err != nil {
+					return &setupError{cmd: cmd, err: err}
+				}
+			}
+			return nil
 		}
 	}
 	c := redis.NewClient(opts)
@@ -179,6 +249,48 @@ func (t *RESPTarget) Connect(ctx context.Context, ns string, client int) (Conn, 
 	}
 	return &respConn{c: c}, nil
 }
+
+// respSetup returns the commands that set a connection up as co asks.
+func respSetup(co ConnOptions) [][]any {
+	var cmds [][]any
+	if co.Namespace != "" {
+		cmds = append(cmds, []any{"NAMESPACE", co.Namespace})
+	}
+	if !co.Quorum.IsZero() {
+		cmd := []any{"FULCRUM.CONSISTENCY"}
+		if co.Quorum.W != 0 {
+			cmd = append(cmd, "W", strconv.Itoa(co.Quorum.W))
+		}
+		if co.Quorum.R != 0 {
+			cmd = append(cmd, "R", strconv.Itoa(co.Quorum.R))
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds
+}
+
+// setupError is a setup command that the server refused.
+type setupError struct {
+	cmd []any
+	err error
+}
+
+func (e *setupError) Error() string {
+	parts := make([]string, len(e.cmd))
+	for i, a := range e.cmd {
+		parts[i] = fmt.Sprint(a)
+	}
+	msg := strings.Join(parts, " ")
+	if e.cmd[0] == "FULCRUM.CONSISTENCY" {
+		msg += " (a quorum needs a Fulcrum server)"
+	}
+	return msg + ": " + e.err.Error()
+}
+
+// Unwrap returns a list, not an error: go-redis strips one level of
+// single wrapping (errors.Unwrap) off an OnConnect error, which would
+// lose the command from the message; errors.Is and As still see e.err.
+func (e *setupError) Unwrap() []error { return []error{e.err} }
 
 // ServerVersion implements Versioner from INFO server of the first
 // address: "fulcrum dev", "redis 7.2.4".
@@ -272,13 +384,19 @@ func (t *HTTPTarget) Kind() string { return "http" }
 // casCapable marks HTTPTarget as running CASes: a PUT with If-Match.
 func (t *HTTPTarget) casCapable() {}
 
+// quorumCapable marks HTTPTarget as sending ?w= and ?r=.
+func (t *HTTPTarget) quorumCapable() {}
+
 // Addr implements Target.
 func (t *HTTPTarget) Addr() string { return strings.Join(t.addrs, ",") }
 
 // Connect implements Target: a keep-alive client with its own transport,
-// so each bench client has its own connection.
-func (t *HTTPTarget) Connect(ctx context.Context, ns string, client int) (Conn, error) {
+// so each bench client has its own connection. A quorum becomes query
+// parameters: ?r=N on reads, ?w=N on writes and deletes (both on a CAS:
+// its read and its PUT).
+func (t *HTTPTarget) Connect(ctx context.Context, co ConnOptions, client int) (Conn, error) {
 	addr := t.addrs[client%len(t.addrs)]
+	ns := co.Namespace
 	if ns == "" {
 		ns = "default"
 	}
@@ -291,6 +409,12 @@ func (t *HTTPTarget) Connect(ctx context.Context, ns string, client int) (Conn, 
 		client: &http.Client{Transport: tr, Timeout: 5 * time.Second},
 		tr:     tr,
 		base:   "http://" + addr + "/v1/namespaces/" + url.PathEscape(ns) + "/keys/",
+	}
+	if co.Quorum.R != 0 {
+		c.readQuery = "?r=" + strconv.Itoa(co.Quorum.R)
+	}
+	if co.Quorum.W != 0 {
+		c.writeQuery = "?w=" + strconv.Itoa(co.Quorum.W)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
 	if err != nil {
@@ -325,10 +449,12 @@ func (t *HTTPTarget) ServerVersion(ctx context.Context) (string, error) {
 }
 
 type httpConn struct {
-	client *http.Client
-	tr     *http.Transport
-	base   string
-	seen   *versionCache // nil until the first CAS
+	client     *http.Client
+	tr         *http.Transport
+	base       string
+	readQuery  string        // "?r=N" or ""
+	writeQuery string        // "?w=N" or ""
+	seen       *versionCache // nil until the first CAS
 }
 
 func (c *httpConn) Do(ctx context.Context, reqs []Request, errs []error) {
@@ -374,14 +500,14 @@ func (c *httpConn) cas(ctx context.Context, r Request) error {
 // do sends one request, with the header hdr: val if hdr is not empty, and
 // notes the key's version in c.seen (when there is one).
 func (c *httpConn) do(ctx context.Context, r Request, hdr, val string) error {
-	method, body := http.MethodGet, io.Reader(nil)
+	method, body, query := http.MethodGet, io.Reader(nil), c.readQuery
 	switch r.Op {
 	case OpWrite:
-		method, body = http.MethodPut, bytes.NewReader(r.Value)
+		method, body, query = http.MethodPut, bytes.NewReader(r.Value), c.writeQuery
 	case OpDelete:
-		method = http.MethodDelete
+		method, query = http.MethodDelete, c.writeQuery
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+url.PathEscape(string(r.Key)), body)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+url.PathEscape(string(r.Key))+query, body)
 	if err != nil {
 		return err
 	}

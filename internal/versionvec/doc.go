@@ -23,9 +23,15 @@
 //   - write at coordinator n: s, dot := s.Update(ctx, n, value, ts) on n's own
 //     state (Delete writes a tombstone), persist, then send s to the other
 //     replicas, which store Sync(theirs, s). n must be a replica that holds
-//     the key's state: the new dot is one past the highest counter n has
-//     issued for the key, and a node that has lost or handed off that state
-//     could issue the same dot twice.
+//     the key's state: the new dot's counter is one past the highest n has
+//     issued for the key, and at least the write's hlc wall time in
+//     microseconds (CounterFloor). The second bound is what lets n forget
+//     a state: once n's clock is past every counter of n's in it
+//     (Forgettable), a dot minted from the zero state is still above every
+//     dot of n's that other replicas, hints or clients hold, so it is never
+//     taken for a write they have already seen. A node that lost the state
+//     in any other way (a wiped disk with its clock set back) could issue
+//     the same dot twice.
 //   - read repair and anti-entropy: merged := Sync(a, b, ...) and write merged
 //     back to every replica whose state is not Equal to it.
 //
@@ -40,9 +46,11 @@
 //
 // Namespaces in last-writer-wins mode use Winner (highest hlc timestamp, ties
 // broken by node id, then counter) or Collapse. A delete is a tombstone
-// sibling; a key whose siblings are all tombstones reads as absent. Dropping
-// tombstones and pruning vector entries of departed nodes need knowledge of
-// every replica, so they are left to the engine.
+// sibling; a key whose siblings are all tombstones reads as absent. When
+// to drop such a state (only after every replica has it, or a replica
+// that missed the delete brings the value back) and pruning vector
+// entries of departed nodes need knowledge of every replica, so they are
+// left to the engine; Forgettable says whether the dots allow it.
 //
 // The package is pure: no I/O, clock or goroutines. Siblings and Vector
 // values returned by this package are treated as immutable: operations

@@ -11,7 +11,7 @@ import (
 // Decode never panics, fails only with ErrMalformed, and accepts exactly the
 // canonical encodings: whatever it accepts re-encodes to the same bytes.
 func FuzzDecode(f *testing.F) {
-	for _, v := range []Vector{nil, {1: 1}, {0: 9, 300: 1, 1 << 63: 1 << 40}} {
+	for _, v := range []Vector{nil, {1: 1}, {0: 9, 300: 1, 1 << 63: 1 << 40}, {1: 1_780_000_000_000_000, 2: 1<<56 - 1}} {
 		f.Add(v.Encode())
 	}
 	f.Add([]byte{2, 2, 1, 1, 1})
@@ -36,6 +36,10 @@ func FuzzDecodeSiblings(f *testing.F) {
 	s, _ := Siblings{}.Update(nil, 1, []byte("hi"), hlc.Timestamp{WallNanos: -1, Logical: 2})
 	s, _ = s.Delete(nil, 2, hlc.Timestamp{WallNanos: 3})
 	f.Add(s.Encode())
+	// Counters from a present-day clock (CounterFloor): 8-byte uvarints.
+	big, _ := Siblings{}.Update(nil, 1, []byte("v"), hlc.Timestamp{WallNanos: 1_780_000_000_000_000_000})
+	big, _ = big.Delete(big.Context(), 3, hlc.Timestamp{WallNanos: 1_780_000_000_000_001_000, Logical: 1})
+	f.Add(big.Encode())
 	f.Add(Siblings{}.Encode())
 	f.Add([]byte{1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 'x'})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -16,6 +16,15 @@ import (
 // knew them). A write supersedes exactly what it saw, so a replica's
 // siblings must be the maximal writes of what it knows: those no known
 // write saw.
+//
+// A replica may also forget a state that holds only tombstones (tombstone
+// collection, once Forgettable and once every replica knows what it
+// knows, as after the engine's grace period): it then knows nothing. Its
+// next write's
+// counter is above every one its node issued for the key, so wherever the
+// new state travels, the writes of that node it no longer holds count as
+// seen by the new write: in the model, such a write has seen every
+// earlier write of its node that the replica does not know.
 
 type set map[int]bool
 
@@ -26,8 +35,20 @@ type modelWrite struct {
 }
 
 type model struct {
-	writes []modelWrite
-	byDot  map[Dot]int
+	writes    []modelWrite
+	byDot     map[Dot]int
+	forgotten set // writes some replica forgot (tombstones only)
+}
+
+// own returns the ids of the writes node coordinated.
+func (m *model) own(node uint64) set {
+	out := set{}
+	for id, w := range m.writes {
+		if w.dot.Node == node {
+			out[id] = true
+		}
+	}
+	return out
 }
 
 // maximal returns the ids in known that no write in known saw, ascending.
@@ -53,6 +74,7 @@ type replica struct {
 	node  uint64
 	state Siblings
 	known set
+	wall  int64 // the node's clock (ns); it never goes back
 }
 
 type readCtx struct {
@@ -107,22 +129,146 @@ var nodeSets = [][]uint64{{1, 2, 3}, {0, 5, 300, 1 << 63}, {7, 8}, {10, 11, 12, 
 // reads, one-way syncs and read repairs, checked against the model after
 // every step; then the Sync laws on the states seen, and convergence.
 func TestAgainstHistoryModel(t *testing.T) {
+	var c modelCounts
 	for seed := uint64(1); seed <= 300; seed++ {
-		runModel(t, seed)
+		runModel(t, seed, &c)
+	}
+	// The forgetting path must be exercised, not just allowed.
+	t.Logf("%d states forgotten, %d writes minted after their replica forgot some of its node's writes", c.forgets, c.afterForget)
+	if c.forgets < 100 || c.afterForget < 100 {
+		t.Errorf("got %d forgets and %d writes after one, want at least 100 of each", c.forgets, c.afterForget)
 	}
 }
 
-func runModel(t *testing.T, seed uint64) {
+// checkFresh checks that a new write's dot is dominated by nothing that
+// existed before it: no earlier state of any replica, no replica's
+// current state but the writer's, no read context a client may hold.
+// Were it covered, a replica holding that state would take the write for
+// one it has already seen superseded, and drop it.
+func checkFresh(t *testing.T, seed uint64, step int, d Dot, writer *replica, reps []*replica, seen []Siblings, pool []readCtx) {
+	t.Helper()
+	for i, st := range seen {
+		if st.Context().Covers(d) {
+			t.Fatalf("seed %d step %d: new dot %v covered by earlier state #%d %v", seed, step, d, i, st)
+		}
+	}
+	for _, o := range reps {
+		if o != writer && o.state.Context().Covers(d) {
+			t.Fatalf("seed %d step %d: new dot %v covered by node %d's state %v", seed, step, d, o.node, o.state)
+		}
+	}
+	for _, rc := range pool {
+		if rc.vec.Covers(d) {
+			t.Fatalf("seed %d step %d: new dot %v covered by read context %v", seed, step, d, rc.vec)
+		}
+	}
+}
+
+// modelCounts counts the rarer events of the model runs, to check they
+// happen.
+type modelCounts struct {
+	forgets, afterForget int
+}
+
+func runModel(t *testing.T, seed uint64, counts *modelCounts) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 	nodes := nodeSets[rng.IntN(len(nodeSets))]
 	reps := make([]*replica, len(nodes))
 	for i, n := range nodes {
-		reps[i] = &replica{node: n, known: set{}}
+		// Clocks a few microseconds apart, so dot counters are sometimes
+		// one past the last and sometimes the clock's (CounterFloor).
+		reps[i] = &replica{node: n, known: set{}, wall: rng.Int64N(10 * CounterUnit)}
 	}
-	m := &model{byDot: map[Dot]int{}}
+	m := &model{byDot: map[Dot]int{}, forgotten: set{}}
 	pool := []readCtx{{vec: nil, known: set{}}}
 	var seen []Siblings
 	steps := 20 + rng.IntN(80)
+
+	// write mints a write at r with the client context rc (a delete when
+	// del) and records it in the model.
+	write := func(step int, r *replica, rc readCtx, del bool) {
+		r.wall += rng.Int64N(3 * CounterUnit)
+		stamp := hlc.Timestamp{WallNanos: r.wall, Logical: rng.Uint32N(2)}
+		var d Dot
+		var want Sibling
+		if del {
+			r.state, d = r.state.Delete(rc.vec, r.node, stamp)
+			want = Sibling{Dot: d, Timestamp: stamp, Tombstone: true}
+		} else {
+			val := []byte{byte(step), byte(seed)}
+			r.state, d = r.state.Update(rc.vec, r.node, val, stamp)
+			want = Sibling{Dot: d, Value: val, Timestamp: stamp}
+		}
+		if _, dup := m.byDot[d]; dup {
+			t.Fatalf("seed %d step %d: dot %v issued twice", seed, step, d)
+		}
+		if d.Counter < CounterFloor(stamp) {
+			t.Fatalf("seed %d step %d: dot %v below the floor %d of its timestamp %v", seed, step, d, CounterFloor(stamp), stamp)
+		}
+		checkFresh(t, seed, step, d, r, reps, seen, pool)
+		// Writes of this node that the replica forgot are superseded by
+		// this one wherever its state goes (its counter is above theirs);
+		// a replica that never forgot knows them all.
+		forgot := set{}
+		for id := range m.own(r.node) {
+			if !r.known[id] {
+				forgot[id] = true
+			}
+		}
+		if len(forgot) > 0 {
+			counts.afterForget++
+		}
+		id := len(m.writes)
+		m.writes = append(m.writes, modelWrite{dot: d, seen: union(rc.known, forgot), sib: want})
+		m.byDot[d] = id
+		r.known = union(r.known, rc.known, forgot, set{id: true})
+	}
+	// syncAll is a complete anti-entropy pass: every replica ends with the
+	// merge of all.
+	syncAll := func() {
+		var states []Siblings
+		var knowns []set
+		for _, o := range reps {
+			states, knowns = append(states, o.state), append(knowns, o.known)
+		}
+		merged, k := Sync(states...), union(knowns...)
+		for _, o := range reps {
+			o.state, o.known = merged, union(k)
+		}
+	}
+	// forget drops r's state if it holds only tombstones, Forgettable
+	// allows it at r's clock, and every replica knows what r knows (the
+	// engine's grace period: a tombstone forgotten before a replica that
+	// holds the value it deleted has it lets the value back, the
+	// resurrection problem, which no dot can prevent).
+	forget := func(step int, r *replica) bool {
+		now := hlc.Timestamp{WallNanos: r.wall}
+		if r.state.Len() == 0 || !r.state.Absent() {
+			return false
+		}
+		if !r.state.Forgettable(r.node, now) {
+			if c := r.state.Context()[r.node]; c < CounterFloor(now) {
+				t.Fatalf("seed %d step %d node %d: %v not forgettable at %v (floor %d)", seed, step, r.node, r.state, now, CounterFloor(now))
+			}
+			return false
+		}
+		for _, o := range reps {
+			for id := range r.known {
+				if !o.known[id] {
+					return false
+				}
+			}
+		}
+		counts.forgets++
+		for id := range r.known {
+			if m.writes[id].sib.Tombstone {
+				m.forgotten[id] = true
+			}
+		}
+		r.state, r.known = Siblings{}, set{}
+		return true
+	}
+
 	for step := range steps {
 		r := reps[rng.IntN(len(reps))]
 		switch p := rng.IntN(100); {
@@ -131,24 +277,25 @@ func runModel(t *testing.T, seed uint64) {
 			if rng.IntN(3) == 0 && len(pool) > 1 {
 				rc = pool[len(pool)-1-rng.IntN(min(3, len(pool)))] // fresh-ish
 			}
-			stamp := hlc.Timestamp{WallNanos: rng.Int64N(20), Logical: rng.Uint32N(2)}
-			var d Dot
-			var want Sibling
-			if rng.IntN(6) == 0 {
-				r.state, d = r.state.Delete(rc.vec, r.node, stamp)
-				want = Sibling{Dot: d, Timestamp: stamp, Tombstone: true}
-			} else {
-				val := []byte{byte(step), byte(seed)}
-				r.state, d = r.state.Update(rc.vec, r.node, val, stamp)
-				want = Sibling{Dot: d, Value: val, Timestamp: stamp}
+			write(step, r, rc, rng.IntN(6) == 0)
+		case p < 45: // a delete of everything, maybe spread, then maybe forgotten
+			if rng.IntN(2) == 0 {
+				syncAll()
 			}
-			if _, dup := m.byDot[d]; dup {
-				t.Fatalf("seed %d step %d: dot %v issued twice", seed, step, d)
+			rc := readCtx{vec: r.state.Context(), known: union(r.known)}
+			pool = append(pool, rc)
+			write(step, r, rc, true)
+			if rng.IntN(3) > 0 {
+				syncAll()
 			}
-			id := len(m.writes)
-			m.writes = append(m.writes, modelWrite{dot: d, seen: rc.known, sib: want})
-			m.byDot[d] = id
-			r.known = union(r.known, rc.known, set{id: true})
+			r.wall += rng.Int64N(3 * CounterUnit) // time passes
+			for _, o := range reps {
+				if rng.IntN(2) == 0 && forget(step, o) && rng.IntN(2) == 0 {
+					// A write right after: blind, or with a context from
+					// before the delete (which covers old dots of o's).
+					write(step, o, pool[rng.IntN(len(pool))], false)
+				}
+			}
 		case p < 60: // read at one replica
 			pool = append(pool, readCtx{vec: r.state.Context(), known: union(r.known)})
 		case p < 70: // quorum read: merge two replicas' answers, no write-back
@@ -209,8 +356,8 @@ func runModel(t *testing.T, seed uint64) {
 		sibs[m.byDot[x.Dot]] = true
 	}
 	for id, w := range m.writes {
-		if sibs[id] {
-			continue
+		if sibs[id] || m.forgotten[id] {
+			continue // a sibling, or a tombstone collected somewhere
 		}
 		covered := false
 		for _, v := range m.writes {

@@ -157,7 +157,9 @@ func (s Siblings) String() string {
 // context ctx (nil for a blind write), and returns the new state and the
 // write's dot. Siblings ctx covers were seen by the client and are
 // replaced; the others are concurrent with the write and stay. s must be
-// node's own state for the key (see the package comment). value is copied.
+// node's own state for the key (see the package comment), and ts node's
+// hlc reading for the write: the dot's counter is one past node's counter
+// in s and ctx, and at least CounterFloor(ts). value is copied.
 func (s Siblings) Update(ctx Vector, node uint64, value []byte, ts hlc.Timestamp) (Siblings, Dot) {
 	v := []byte{}
 	if value != nil {
@@ -174,14 +176,16 @@ func (s Siblings) Delete(ctx Vector, node uint64, ts hlc.Timestamp) (Siblings, D
 
 func (s Siblings) add(ctx Vector, w Sibling) (Siblings, Dot) {
 	node := w.Dot.Node
-	// One past anything node has issued for this key. ctx can only be ahead
-	// of node's own state if that state was lost; taking the maximum keeps
-	// the new dot fresh for every context seen so far.
+	// One past anything node has issued for this key that it still knows
+	// of (ctx can only be ahead of node's own state if that state was
+	// lost; taking the maximum keeps the new dot fresh for every context
+	// seen so far), and no lower than the write's time, which covers what
+	// node has forgotten (see Forgettable).
 	last := max(s.ctx[node], ctx[node])
 	if last == math.MaxUint64 {
 		panic("versionvec: dot counter overflow")
 	}
-	w.Dot.Counter = last + 1
+	w.Dot.Counter = max(last+1, CounterFloor(w.Timestamp))
 	out := Siblings{ctx: Merge(s.ctx, ctx), sibs: make([]Sibling, 0, len(s.sibs)+1)}
 	out.ctx[node] = w.Dot.Counter
 	for _, x := range s.sibs {
@@ -192,6 +196,41 @@ func (s Siblings) add(ctx Vector, w Sibling) (Siblings, Dot) {
 	i, _ := slices.BinarySearchFunc(out.sibs, w.Dot, func(x Sibling, d Dot) int { return x.Dot.compare(d) })
 	out.sibs = slices.Insert(out.sibs, i, w)
 	return out, w.Dot
+}
+
+// CounterUnit is the span of wall time one dot counter step stands for:
+// a write stamped ts gets a counter of at least CounterFloor(ts), its wall
+// time in microseconds. Microseconds keep the steady state exact (a node
+// would have to mint more than a million writes of one key per second for
+// the counters to run ahead of the clock) while a counter still fits an
+// 8-byte uvarint until the year 4000; nanoseconds would need 9 bytes.
+const CounterUnit = 1000 // nanoseconds
+
+// CounterFloor returns the lowest counter Update and Delete give a write
+// stamped ts: its wall time in whole CounterUnits since the Unix epoch (0
+// for times before it). It does not decrease as ts grows, and a node's
+// hlc readings only grow, so a node's dots for a key keep growing across
+// a state it forgot.
+func CounterFloor(ts hlc.Timestamp) uint64 {
+	if ts.WallNanos <= 0 {
+		return 0
+	}
+	return uint64(ts.WallNanos / CounterUnit)
+}
+
+// Forgettable reports whether node may delete its own state s of a key
+// and start again from the zero state (tombstone collection): every
+// sibling is a tombstone, so the key reads as absent either way, and
+// node's counter in s, the highest it has issued for the key, is below
+// CounterFloor(now), so every dot node mints at an hlc reading of now or
+// later is above every dot of node's that a replica, a hint or a client
+// context may still hold. Were it not, a new write
+// could repeat an old dot and be taken for one already seen and
+// superseded there: dropped. How long to keep a tombstone before
+// forgetting it, so that every replica has it (the resurrection problem),
+// is the engine's decision; Forgettable only guards the dots.
+func (s Siblings) Forgettable(node uint64, now hlc.Timestamp) bool {
+	return s.Absent() && s.ctx[node] < CounterFloor(now)
 }
 
 // Sync merges replica states (read repair, anti-entropy, a coordinator's

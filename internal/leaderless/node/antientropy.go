@@ -55,9 +55,10 @@ func (e *Engine) tree(id treeID) *shardTree {
 }
 
 // noteWriteLocked updates the key's shard tree after a local write of its
-// state (old, when found, to enc). It is called with the key's stripe
-// held, so a concurrent build (which holds every stripe) sees either the
-// store before the write and the update after, or neither.
+// state (old, when found, to enc; nil enc: the key was removed, as by the
+// tombstone sweep). It is called with the key's stripe held, so a
+// concurrent build (which holds every stripe) sees either the store
+// before the write and the update after, or neither.
 func (e *Engine) noteWriteLocked(ns string, key []byte, old versionvec.Siblings, found bool, enc []byte) {
 	if e.cfg.Shard == nil {
 		return
@@ -68,11 +69,14 @@ func (e *Engine) noteWriteLocked(ns string, key []byte, old versionvec.Siblings,
 	if t.mu.tree == nil {
 		return // not built: the build will read the store
 	}
-	var oldItem uint64
+	var oldItem, newItem uint64 // 0: no item (ItemHash is never 0)
 	if found {
 		oldItem = merkle.ItemHash(key, old.Encode())
 	}
-	t.mu.tree.Update(merkle.KeyHash(key), oldItem, merkle.ItemHash(key, enc))
+	if enc != nil {
+		newItem = merkle.ItemHash(key, enc)
+	}
+	t.mu.tree.Update(merkle.KeyHash(key), oldItem, newItem)
 }
 
 // builtTree returns a copy of the shard's tree, building it from the store

@@ -12,10 +12,49 @@
 // A replica keeps, per key, one versionvec.Siblings state (a dotted version
 // vector set), encoded as raw bytes in a Store under the key's namespace.
 // Namespaces in last-writer-wins mode (the default, KeepSiblings false)
-// keep the state collapsed to its winner. Deletes write tombstones, which
-// are never dropped (tombstone collection needs every replica to agree and
-// is not built), so a replica that missed a delete cannot resurrect the
-// value: its older state loses to the tombstone in every merge.
+// keep the state collapsed to its winner. Deletes write tombstones: a
+// replica that missed a delete cannot resurrect the value, because its
+// older state loses to the tombstone in every merge.
+//
+// # Tombstones and the resurrection problem
+//
+// A tombstone is kept for Config.TombstoneGrace (default a day) after the
+// delete; then a periodic sweep (Engine.CollectTombstonesOnce) removes the
+// keys whose states hold only tombstones, the newest that old, under the
+// key's lock and from the shard's Merkle tree as well. Removing it is what
+// lets the value come back: a replica that missed the delete, or a hint
+// carrying the old value to one, then meets no tombstone, and read repair
+// and anti-entropy copy the value back to every replica. So the grace must
+// exceed the longest an old copy can still be travelling through the
+// engine's own machinery: a hint's HintWindow, two AntiEntropyIntervals
+// for anti-entropy to reach a replica that missed the delete (a round may
+// have just passed, or fail once) and a write's RequestTimeout of
+// background sends; Config.Validate refuses less. Beyond that floor it is
+// how long a replica may be away and still rejoin safely. A replica away
+// longer than the grace (down, partitioned, restored from an old backup)
+// can resurrect keys deleted meanwhile: wipe its leaderless rows (or
+// remove it from the cluster and add it back empty) before it rejoins.
+//
+// Replicas collect at different times. A replica that has collected does
+// not store a past-grace tombstone that a slower one sends back (through
+// anti-entropy, a repair or a hint; counted in Stats.TombstonesRefused),
+// so the two converge on "no state" once the slower one sweeps; a replica
+// that still holds the value takes the tombstone over it, as before.
+//
+// Forgetting a key's state must not let its next write repeat an old dot
+// (node, counter): replicas, hints and clients that still hold the old
+// state would take the new write for one they had already seen superseded
+// and drop it. versionvec makes a write's counter at least its hlc wall
+// time in microseconds, and the sweep removes a state only once this
+// node's clock is past every counter of its own in it
+// (versionvec.Siblings.Forgettable), so the counters of a key keep growing
+// across a collection. That assumes the node's clock does not go back by
+// about the grace period across a restart.
+//
+// Weak namespaces have no repair: a replica that missed a delete keeps
+// the value for ever whatever the grace, and a tombstone only guards
+// against a write's own late sends. They are swept like eventual ones
+// when Config.Namespaces lists them.
 //
 // # Writes
 //
@@ -57,6 +96,7 @@
 // Engine.Close stops and waits for everything the engine started: one
 // driver goroutine per request in flight (it owns that request's
 // coordinator and ends at the request's deadline at the latest), one
-// goroutine per outstanding replica call, the handoff loop and the
-// anti-entropy loop. Serve calls run on the transport's goroutines.
+// goroutine per outstanding replica call, the handoff loop, the
+// anti-entropy loop and the tombstone sweep loop. Serve calls run on the
+// transport's goroutines.
 package node

@@ -90,6 +90,32 @@ type Config struct {
 	// TreeDepth is the depth of every shard's Merkle tree (2^depth
 	// leaves); all nodes must use the same.
 	TreeDepth int
+	// TombstoneGrace is how long a deleted key's tombstone is kept: a key
+	// whose state holds only tombstones, the newest older than this (by
+	// its hlc timestamp against Now), is removed by the tombstone sweep.
+	// Until then a replica that missed the delete is overruled by the
+	// tombstone; after it, a replica (or hint) still holding the deleted
+	// value brings it back (the resurrection problem). So it must exceed
+	// how long an old copy can still be travelling: a hint's life
+	// (HintWindow), the time anti-entropy takes to reach a replica that
+	// missed the delete (a round may just have passed, or fail once: two
+	// AntiEntropyIntervals), and a write's background sends
+	// (RequestTimeout); Validate refuses less. Above that floor it is how
+	// long a replica may be away (down, partitioned) and still rejoin
+	// safely: one away longer must be wiped before it rejoins. Zero: the
+	// default (DefaultConfig), raised to the floor plus an hour if that is
+	// more; negative: tombstones are never collected.
+	TombstoneGrace time.Duration
+	// TombstoneSweepInterval is the period of the tombstone sweep, which
+	// reads every row of the namespaces it covers; negative disables the
+	// loop (CollectTombstonesOnce still works). A tombstone lives between
+	// TombstoneGrace and TombstoneGrace plus this.
+	TombstoneSweepInterval time.Duration
+	// Namespaces returns the leaderless namespaces, eventual and weak,
+	// whose rows this node may hold: the tombstone sweep covers them and
+	// the namespaces of Shards. Nil: only those of Shards (which lists no
+	// weak namespace, so their tombstones would stay).
+	Namespaces func() []string
 	// Logger receives background events (hint delivery failures); nil
 	// discards them.
 	Logger *slog.Logger
@@ -107,7 +133,26 @@ func DefaultConfig() Config {
 
 		AntiEntropyInterval: 30 * time.Second,
 		TreeDepth:           10,
+
+		// A day: far above the floor Validate enforces with the other
+		// defaults (an hour of hints plus a minute of anti-entropy), so
+		// that what bounds it in practice is an operator's time to bring
+		// back a failed node, which a day of tombstones (one small record
+		// per deleted key) comfortably pays for.
+		TombstoneGrace:         24 * time.Hour,
+		TombstoneSweepInterval: time.Hour,
 	}
+}
+
+// minTombstoneGrace is the floor of TombstoneGrace for c's (defaulted)
+// settings: the longest an old copy of a deleted value can still reach a
+// replica through the engine's own machinery, a hint delivered at the end
+// of its window, anti-entropy reaching a replica that missed the delete
+// (up to two periods: a round may have just passed, or fail once), or a
+// write's background sends. A tombstone collected earlier lets such a
+// copy back.
+func minTombstoneGrace(c *Config) time.Duration {
+	return c.HintWindow + 2*max(c.AntiEntropyInterval, 0) + c.RequestTimeout
 }
 
 // Validate checks the required fields and cross-field rules.
@@ -129,6 +174,13 @@ func (c *Config) Validate() error {
 		return errors.New("leaderless node: Config.Shard and Config.Shards go together (anti-entropy)")
 	case c.TreeDepth < 0 || c.TreeDepth > merkle.MaxDepth:
 		return fmt.Errorf("leaderless node: Config.TreeDepth %d outside 0..%d", c.TreeDepth, merkle.MaxDepth)
+	}
+	if c.TombstoneGrace > 0 {
+		d := *c
+		d.applyDefaults()
+		if floor := minTombstoneGrace(&d); c.TombstoneGrace <= floor {
+			return fmt.Errorf("leaderless node: Config.TombstoneGrace %v must exceed HintWindow + 2*AntiEntropyInterval + RequestTimeout = %v, or a replica that missed a delete can bring the value back", c.TombstoneGrace, floor)
+		}
 	}
 	return nil
 }
@@ -162,6 +214,12 @@ func (c *Config) applyDefaults() {
 	if c.TreeDepth == 0 {
 		c.TreeDepth = d.TreeDepth
 	}
+	if c.TombstoneGrace == 0 {
+		c.TombstoneGrace = max(d.TombstoneGrace, minTombstoneGrace(c)+time.Hour)
+	}
+	if c.TombstoneSweepInterval == 0 {
+		c.TombstoneSweepInterval = d.TombstoneSweepInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -177,7 +235,7 @@ type Engine struct {
 	self   leaderless.NodeID
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // drivers, calls, the handoff loop
+	wg     sync.WaitGroup // drivers, calls, the handoff, anti-entropy and tombstone loops
 
 	// keyLocks serialize the read-merge-write of one key (and of one hint
 	// record): a lock is held across the store I/O of that key only.
@@ -214,6 +272,7 @@ type counters struct {
 	hintsStored, hintsDelivered, hintsExpired, hintsRefused   atomic.Uint64
 	probesFailed, deliveriesFailed                            atomic.Uint64
 	aeRounds, aeFailed, aeRanges, aePulled, aePushed          atomic.Uint64
+	tombstonesCollected, tombstonesRefused                    atomic.Uint64
 	// aeLastFull is when a round last compared every shard with every
 	// peer without a failure (Unix ns; 0: never).
 	aeLastFull atomic.Int64
@@ -244,10 +303,19 @@ type Stats struct {
 	// AntiEntropyLastFull is when a round last compared every shard with
 	// every peer without a failure (zero: never).
 	AntiEntropyLastFull time.Time
+	// TombstonesCollected counts the keys the tombstone sweep removed
+	// (only tombstones, older than TombstoneGrace).
+	TombstonesCollected uint64
+	// TombstonesRefused counts states past their grace that arrived (from
+	// anti-entropy, a repair or a hint) for a key this node held nothing
+	// of, and were not stored: a tombstone this node collected before its
+	// sender did.
+	TombstonesRefused uint64
 }
 
 // New starts the engine: it rebuilds the hint index from the store,
-// registers the handler on the endpoint and starts the handoff loop.
+// registers the handler on the endpoint and starts the handoff,
+// anti-entropy and tombstone sweep loops (those configured).
 func New(cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -269,6 +337,10 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Shards != nil && cfg.AntiEntropyInterval > 0 {
 		e.wg.Add(1)
 		go e.antiEntropyLoop()
+	}
+	if cfg.TombstoneGrace > 0 && cfg.TombstoneSweepInterval > 0 {
+		e.wg.Add(1)
+		go e.tombstoneLoop()
 	}
 	return e, nil
 }
@@ -330,6 +402,8 @@ func (e *Engine) Stats() Stats {
 			}
 			return time.Time{}
 		}(),
+		TombstonesCollected: c.tombstonesCollected.Load(),
+		TombstonesRefused:   c.tombstonesRefused.Load(),
 	}
 }
 

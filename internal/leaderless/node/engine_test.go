@@ -178,9 +178,11 @@ func TestHintExpires(t *testing.T) {
 }
 
 // A delete is not undone by a replica that missed it: after the heal, read
-// repair spreads the tombstone, and every replica reads the key as absent.
+// repair spreads the tombstone, and every replica reads the key as absent;
+// once the grace period has passed every replica collects the tombstone,
+// and the key still reads as absent.
 func TestTombstoneNotResurrected(t *testing.T) {
-	inBubble(t, 13, 3, func(cfg *Config) { cfg.Preference = fixedPreference([]uint64{1, 2, 3}) }, func(t *testing.T, c *cluster) {
+	inBubble(t, 13, 3, withCollection([]uint64{1, 2, 3}, -1, -1), func(t *testing.T, c *cluster) {
 		if _, err := put(c.engines[1], "k", "v", WriteOptions{N: 3, W: 3}); err != nil {
 			t.Fatalf("put: %v", err)
 		}
@@ -207,6 +209,23 @@ func TestTombstoneNotResurrected(t *testing.T) {
 			}
 			if r, err := get(c.engines[id], "k", ReadOptions{N: 3, R: 1}); err != nil || r.Found {
 				t.Errorf("node %d R=1 read: got %s, %v; want absent", id, describe(r), err)
+			}
+		}
+		time.Sleep(testGrace)
+		if got := c.collectAll(c.ids...); fmt.Sprint(got) != "[1 1 1]" {
+			t.Fatalf("collected past the grace: got %v, want [1 1 1]", got)
+		}
+		for _, id := range c.ids {
+			if err := c.engines[id].AntiEntropyOnce(context.Background()); err != nil {
+				t.Fatalf("anti-entropy on node %d: %v", id, err)
+			}
+		}
+		for _, id := range c.ids {
+			if st, ok := c.state(id, "k"); ok {
+				t.Errorf("node %d after collection: got state %v, want none", id, st)
+			}
+			if r, err := get(c.engines[id], "k", ReadOptions{N: 3, R: 3, Repair: leaderless.RepairBlocking}); err != nil || r.Found {
+				t.Errorf("node %d R=3 read after collection: got %s, %v; want absent", id, describe(r), err)
 			}
 		}
 	})

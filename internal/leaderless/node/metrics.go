@@ -5,9 +5,9 @@ import (
 )
 
 // Collector exports the engine's counters to Prometheus: writes and reads
-// by outcome, read repairs, the hint backlog and deliveries, and
+// by outcome, read repairs, the hint backlog and deliveries,
 // anti-entropy's rounds, exchanged states and the age of its last full
-// round.
+// round, and the tombstones collected.
 func (e *Engine) Collector() prometheus.Collector { return (*collector)(e) }
 
 type collector Engine
@@ -23,10 +23,12 @@ var (
 	descAELastFull  = prometheus.NewDesc("fulcrum_leaderless_anti_entropy_last_full_sync_seconds", "Unix time of the last anti-entropy round that compared every shard with every peer (0: never).", nil, nil)
 	descAERanges    = prometheus.NewDesc("fulcrum_leaderless_anti_entropy_ranges_total", "Differing key-hash ranges exchanged by anti-entropy.", nil, nil)
 	descDeliveryErr = prometheus.NewDesc("fulcrum_leaderless_hint_delivery_failures_total", "Hint deliveries that failed or owners that did not answer a probe (retried).", nil, nil)
+	descTombstones  = prometheus.NewDesc("fulcrum_leaderless_tombstones_collected_total", "Deleted keys whose tombstones the sweep removed after the tombstone grace period.", nil, nil)
+	descTombRefused = prometheus.NewDesc("fulcrum_leaderless_tombstones_refused_total", "Tombstones past their grace period that arrived from a peer for a key collected here, and were not stored again.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWrites, descReads, descRepairs, descHints, descHintEvents, descAERounds, descAEKeys, descAELastFull, descAERanges, descDeliveryErr} {
+	for _, d := range []*prometheus.Desc{descWrites, descReads, descRepairs, descHints, descHintEvents, descAERounds, descAEKeys, descAELastFull, descAERanges, descDeliveryErr, descTombstones, descTombRefused} {
 		ch <- d
 	}
 }
@@ -55,6 +57,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descAEKeys, st.AntiEntropyPulled, "pulled")
 	counter(descAEKeys, st.AntiEntropyPushed, "pushed")
 	counter(descAERanges, st.AntiEntropyRanges)
+	counter(descTombstones, st.TombstonesCollected)
+	counter(descTombRefused, st.TombstonesRefused)
 	last := 0.0
 	if !st.AntiEntropyLastFull.IsZero() {
 		last = float64(st.AntiEntropyLastFull.UnixNano()) / 1e9

@@ -83,6 +83,13 @@ func (e *Engine) loadState(ctx context.Context, ns string, key []byte) (versionv
 // mergeLocal merges in into this replica's state of the key (Sync, then
 // Collapse for last-writer-wins) under the key's lock, writes it back if
 // it changed, and returns the merged state.
+//
+// A key this node holds nothing of does not take a state the tombstone
+// sweep would remove at once: that is a tombstone this node has collected
+// and a peer not yet (anti-entropy, a repair or a hint brings it back),
+// and storing it again would have the two collect it in turns for ever.
+// A key this node does hold takes it (it deletes a value this node still
+// had) and the sweep removes it later.
 func (e *Engine) mergeLocal(ctx context.Context, ns string, key []byte, in versionvec.Siblings, lww bool) (versionvec.Siblings, error) {
 	e.observe(in)
 	mu := e.keyLock(ns, key)
@@ -95,6 +102,10 @@ func (e *Engine) mergeLocal(ctx context.Context, ns string, key []byte, in versi
 	merged := versionvec.Sync(cur, in)
 	if lww {
 		merged = merged.Collapse()
+	}
+	if !found && e.collectable(merged) {
+		e.stats.tombstonesRefused.Add(1)
+		return merged, nil
 	}
 	if found && merged.Equal(cur) {
 		return cur, nil
