@@ -15,6 +15,8 @@ import (
 
 const namespaceUsage = `Usage:
   fulcrum namespace create NAME [--consistency strong|eventual|weak] [--replicas 3] [--shards 16] [--w 1] [--r 1]
+  fulcrum namespace create NAME --replication primary [--ack async|semi|sync] [--ack-replicas 1]
+                                [--allow-degrade] [--availability active-passive|active-active]
   fulcrum namespace list
   fulcrum namespace describe NAME
   fulcrum namespace drop NAME
@@ -41,6 +43,11 @@ func (m *NamespaceMain) ParseFlags(ctx context.Context, args []string) error {
 	cl.fs.IntVar(&m.Policy.W, "w", 0, "create, eventual: replicas that must acknowledge a write (default 1)")
 	cl.fs.IntVar(&m.Policy.R, "r", 0, "create, eventual: replicas that must answer a read (default 1)")
 	cl.fs.StringVar(&m.Policy.ReadRepair, "read-repair", "", "create, eventual: `mode` async (default: answer, then repair stale replicas) or blocking (answer once repaired)")
+	cl.fs.StringVar(&m.Policy.Replication, "replication", "", "create: `mode` primary replicates by log shipping from one primary per shard, with automatic failover (default: the consistency level's engine)")
+	cl.fs.StringVar(&m.Policy.Ack, "ack", "", "create, primary: `mode` async (once the primary applied it), semi (once --ack-replicas replicas did) or sync (default: once every in-sync replica did)")
+	cl.fs.IntVar(&m.Policy.AckReplicas, "ack-replicas", 0, "create, primary semi/sync: replica acks a semi write waits for; the smallest in-sync set a sync write is taken with (default 1)")
+	cl.fs.BoolVar(&m.Policy.AllowDegrade, "allow-degrade", false, "create, primary semi/sync: take writes with too few in-sync replicas (counted) instead of refusing them")
+	cl.fs.StringVar(&m.Policy.Availability, "availability", "", "create, primary: `pattern` active-passive (default: every shard's primary on one node) or active-active (primaries spread, reads from every replica)")
 	cl.fs.IntVar(&m.Policy.Replicas, "replicas", 3, "create: replicas of each shard")
 	cl.fs.IntVar(&m.Policy.Shards, "shards", 16, "create: number of shards")
 	cl.fs.BoolVar(&m.JSON, "json", false, "print the API's JSON answer")

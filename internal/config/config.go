@@ -104,6 +104,17 @@ type Cluster struct {
 	// HintWindow is how long a node keeps a hint (a write it took for an
 	// unreachable replica of an eventual namespace) before dropping it.
 	HintWindow Duration `toml:"hint_window"`
+	// FailoverTimeout is how long a replication=primary shard's primary
+	// may stay silent before the control plane promotes a replica: its
+	// lease (80%) plus the control plane's margin (10%); the rest is the
+	// time for the replica to notice.
+	FailoverTimeout Duration `toml:"failover_timeout"`
+	// TombstoneGrace is how long a deleted key of an eventual or weak
+	// namespace keeps its tombstone before every replica may forget it;
+	// it must exceed hint_window plus twice anti_entropy plus the request
+	// timeout, and bounds how long a replica may be away and rejoin
+	// without bringing deleted keys back.
+	TombstoneGrace Duration `toml:"tombstone_grace"`
 }
 
 // Data configures the storage engine.
@@ -219,20 +230,22 @@ func Default() Config {
 			Format: LogText,
 		},
 		Cluster: Cluster{
-			ID:             0,
-			PeerAddr:       "127.0.0.1:7381",
-			Peers:          []string{},
-			Join:           "",
-			Name:           "fulcrum",
-			Shards:         16,
-			Replicas:       3,
-			RequestTimeout: Duration(2 * time.Second),
-			Tick:           Duration(100 * time.Millisecond),
-			ElectionTicks:  10,
-			LeaseReads:     false,
-			MaxClockDrift:  0,
-			AntiEntropy:    Duration(time.Second),
-			HintWindow:     Duration(time.Hour),
+			ID:              0,
+			PeerAddr:        "127.0.0.1:7381",
+			Peers:           []string{},
+			Join:            "",
+			Name:            "fulcrum",
+			Shards:          16,
+			Replicas:        3,
+			RequestTimeout:  Duration(2 * time.Second),
+			Tick:            Duration(100 * time.Millisecond),
+			ElectionTicks:   10,
+			LeaseReads:      false,
+			MaxClockDrift:   0,
+			AntiEntropy:     Duration(time.Second),
+			HintWindow:      Duration(time.Hour),
+			FailoverTimeout: Duration(time.Second),
+			TombstoneGrace:  Duration(24 * time.Hour),
 		},
 	}
 }

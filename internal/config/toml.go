@@ -113,6 +113,13 @@ func (c Config) TOML() string {
 	w.key("hint_window", quote(c.Cluster.HintWindow.String()),
 		"How long a node keeps a hint (a write of an eventual namespace it took for",
 		"an unreachable replica) before dropping it; anti-entropy repairs the rest.")
+	w.key("failover_timeout", quote(c.Cluster.FailoverTimeout.String()),
+		"How long the primary of a replication=primary shard may be silent before a",
+		"replica is promoted (100ms to 1m): the primary's lease is 80% of it.")
+	w.key("tombstone_grace", quote(c.Cluster.TombstoneGrace.String()),
+		"How long a deleted key of an eventual or weak namespace keeps its tombstone",
+		"(above hint_window + 2*anti_entropy + request_timeout). A replica away for",
+		"longer can bring deleted keys back: wipe it, or remove and re-add it.")
 	return w.String()
 }
 

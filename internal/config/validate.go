@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
@@ -239,6 +240,12 @@ func (v *validator) cluster(c Config) {
 	v.positiveDuration("cluster.tick", cl.Tick)
 	v.positiveDuration("cluster.anti_entropy", cl.AntiEntropy)
 	v.positiveDuration("cluster.hint_window", cl.HintWindow)
+	if floor := cl.HintWindow + 2*cl.AntiEntropy + cl.RequestTimeout; cl.TombstoneGrace <= floor {
+		v.addf("cluster.tombstone_grace: %s must exceed hint_window + 2*anti_entropy + request_timeout (%s), or a replica that missed a delete can bring the value back", cl.TombstoneGrace, floor)
+	}
+	if cl.FailoverTimeout < Duration(100*time.Millisecond) || cl.FailoverTimeout > Duration(time.Minute) {
+		v.addf("cluster.failover_timeout: %s is not between 100ms and 1m", cl.FailoverTimeout)
+	}
 	if cl.LeaseReads {
 		election := Duration(int64(cl.Tick) * int64(cl.ElectionTicks))
 		if cl.MaxClockDrift <= 0 || cl.MaxClockDrift > election/4 {

@@ -76,9 +76,12 @@ type View struct {
 	Version    uint64
 	Members    map[uint64]Member
 	Namespaces map[string]kv.NamespaceInfo
+	// Primaries are the records of replication=primary shards, by group.
+	Primaries map[uint64]PrimaryRecord
 	// nsVersions are the namespace records' versions, for conditional
-	// rewrites.
-	nsVersions map[string]uint64
+	// rewrites; primaryVersions the primary records'.
+	nsVersions      map[string]uint64
+	primaryVersions map[uint64]uint64
 }
 
 // Active returns the ids, in order, of the members placement may put
@@ -241,7 +244,8 @@ func (s *Service) reload(ctx context.Context) error {
 
 // load builds a view from the local replica's records.
 func (s *Service) load(ctx context.Context) (*View, error) {
-	v := &View{Members: map[uint64]Member{}, Namespaces: map[string]kv.NamespaceInfo{}, nsVersions: map[string]uint64{}}
+	v := &View{Members: map[uint64]Member{}, Namespaces: map[string]kv.NamespaceInfo{}, Primaries: map[uint64]PrimaryRecord{},
+		nsVersions: map[string]uint64{}, primaryVersions: map[uint64]uint64{}}
 	states := map[uint64]string{}
 	req := kv.ScanRequest{Namespace: MetaNamespace, Limit: 1000}
 	for {
@@ -266,6 +270,13 @@ func (s *Service) load(ctx context.Context) (*View, error) {
 				}
 				v.Namespaces[n.Name] = n
 				v.nsVersions[n.Name] = e.Value.Version
+			case strings.HasPrefix(key, primaryPrefix):
+				var r PrimaryRecord
+				if err := json.Unmarshal(e.Value.Data, &r); err != nil {
+					return nil, fmt.Errorf("control plane: record %q: %w", key, err)
+				}
+				v.Primaries[r.Group] = r
+				v.primaryVersions[r.Group] = e.Value.Version
 			case strings.HasPrefix(key, statePrefix):
 				id, err := strconv.ParseUint(strings.TrimPrefix(key, statePrefix), 10, 64)
 				if err != nil {
@@ -386,7 +397,16 @@ func (s *Service) DropNamespace(ctx context.Context, name string) error {
 	if name == "default" {
 		return kv.Errorf(kv.CodeInvalid, "the default namespace cannot be dropped")
 	}
-	res, err := s.write(ctx, kv.Op{Kind: kv.OpDelete, Key: []byte(nsPrefix + name)})
+	ops := []kv.Op{{Kind: kv.OpDelete, Key: []byte(nsPrefix + name)}}
+	if err := s.Refresh(ctx); err != nil {
+		return err
+	}
+	if ns, ok := s.View().Namespaces[name]; ok {
+		for _, sh := range ns.Shards {
+			ops = append(ops, kv.Op{Kind: kv.OpDelete, Key: primaryKey(sh.Group)}) // a primary namespace's
+		}
+	}
+	res, err := s.write(ctx, ops...)
 	if err != nil {
 		return err
 	}

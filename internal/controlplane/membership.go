@@ -40,6 +40,11 @@ func (s *Service) Rebalance(ctx context.Context) (int, error) {
 	moved := 0
 	for _, name := range sortedNames(v) {
 		ns := v.Namespaces[name]
+		if ns.Policy.Engine() == kv.EnginePrimary {
+			// Log shipping has no membership change yet: a primary
+			// namespace keeps the replicas it was created with.
+			continue
+		}
 		if len(active) < ns.Policy.Replicas {
 			continue // not enough nodes: keep what there is (RemoveMember refuses this)
 		}

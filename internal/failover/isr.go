@@ -262,6 +262,23 @@ func (s *ISR) InSync() []NodeID {
 	return out
 }
 
+// Promotable returns how many replicas are in the in-sync set now and
+// in the control plane's record: the replicas the control plane may
+// promote (in sync mode) that hold everything so far. A sync primary
+// counts these, not InSync, when it admits a write (CanAcceptWrite):
+// a replica the primary sees in sync but the record does not name yet
+// would hold every acknowledged write, yet could never be promoted, and
+// with only such replicas a failover would find no candidate.
+func (s *ISR) Promotable() int {
+	n := 0
+	for _, r := range s.reps {
+		if r.inSync && slices.Contains(s.rec.Members, r.id) {
+			n++
+		}
+	}
+	return n
+}
+
 // Required returns, ascending, the replicas whose acks a sync write needs:
 // the in-sync set, plus the members of the control plane's record and of
 // a proposal in flight. A replica that left the set locally is still

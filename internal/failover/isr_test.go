@@ -168,8 +168,16 @@ func TestISRRecordFlow(t *testing.T) {
 	if p, ok := s.Propose(); ok {
 		t.Fatalf("Propose after the record caught up: got %+v", p)
 	}
+	promotable := func(want int) {
+		t.Helper()
+		if got := s.Promotable(); got != want {
+			t.Fatalf("Promotable: got %d, want %d (in sync %v, record %v)", got, want, s.InSync(), cp.Members)
+		}
+	}
+	promotable(1)
 
 	_ = s.Ack(2, 10, 20)
+	promotable(1) // 2 is in sync, but the record does not name it yet
 	p = mustPropose(ISRProposal{Epoch: 3, Base: 2, Members: []NodeID{1, 2}})
 	_ = s.Ack(1, 10, 100)
 	s.Tick(121) // 2 silent for 101
@@ -177,7 +185,8 @@ func TestISRRecordFlow(t *testing.T) {
 		t.Fatalf("got in-sync %v, want [1]", got)
 	}
 	required(1, 2) // the proposal naming 2 may still be applied
-	recorded(cp)   // a read from before it was: still in flight
+	promotable(1)
+	recorded(cp) // a read from before it was: still in flight
 	required(1, 2)
 	apply(p)
 	recorded(cp)

@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Consistency levels a namespace can choose.
@@ -29,6 +30,66 @@ type Policy struct {
 	// repairs stale replicas in the background; "blocking" answers once
 	// the repairs are acknowledged (or the deadline passes).
 	ReadRepair string `json:"read_repair,omitempty"`
+
+	// Replication "primary" replicates the namespace by log shipping from
+	// one primary per shard (master-slave) instead of Raft or the
+	// leaderless engine; Consistency is then empty, and Ack says what a
+	// write's acknowledgement promises.
+	Replication string `json:"replication,omitempty"`
+	// Ack (primary): "async" acknowledges once the primary applied the
+	// write, "semi" once AckReplicas replicas did, "sync" (the default)
+	// once every in-sync replica did, refusing writes while fewer than
+	// AckReplicas replicas are in sync.
+	Ack string `json:"ack,omitempty"`
+	// AckReplicas (primary, semi and sync) is K: the replica acks a semi
+	// write needs, the smallest in-sync set a sync write is taken with.
+	// Default 1.
+	AckReplicas int `json:"ack_replicas,omitempty"`
+	// AllowDegrade (primary, semi and sync) takes writes with fewer than
+	// AckReplicas in-sync replicas instead of refusing them; each such
+	// write is counted and reported.
+	AllowDegrade bool `json:"allow_degrade,omitempty"`
+	// Availability (primary): "active-passive" (the default) puts every
+	// shard's primary on one node while the others stand by;
+	// "active-active" spreads the primaries over the replicas and serves
+	// reads from every replica.
+	Availability string `json:"availability,omitempty"`
+}
+
+// Replication modes (Policy.Replication).
+const (
+	// ReplicationPrimary: one primary per shard ships its log to the
+	// replicas; failover promotes one of them.
+	ReplicationPrimary = "primary"
+)
+
+// Ack modes and availability patterns of primary namespaces.
+const (
+	AckAsync                  = "async"
+	AckSemi                   = "semi"
+	AckSync                   = "sync"
+	AvailabilityActivePassive = "active-passive"
+	AvailabilityActiveActive  = "active-active"
+)
+
+// Engines that serve a namespace (Policy.Engine).
+const (
+	EngineRaft       = "raft"
+	EngineLeaderless = "leaderless"
+	EnginePrimary    = "primary"
+)
+
+// Engine names the engine that replicates the namespace: Raft groups
+// for strong, the leaderless engine for eventual and weak, log shipping
+// for replication=primary.
+func (p Policy) Engine() string {
+	switch {
+	case p.Replication == ReplicationPrimary:
+		return EnginePrimary
+	case p.Consistency == ConsistencyEventual || p.Consistency == ConsistencyWeak:
+		return EngineLeaderless
+	}
+	return EngineRaft
 }
 
 // Read-repair modes of eventual namespaces.
@@ -40,6 +101,23 @@ const (
 // WithDefaults fills in what the owner left out: W and R of eventual and
 // weak namespaces default to 1.
 func (p Policy) WithDefaults() Policy {
+	if p.Replication == ReplicationPrimary {
+		if p.Consistency == ConsistencyStrong {
+			// The default level of a namespace: a primary namespace's
+			// promise is its ack mode instead.
+			p.Consistency = ""
+		}
+		if p.Ack == "" {
+			p.Ack = AckSync
+		}
+		if p.AckReplicas == 0 && p.Ack != AckAsync {
+			p.AckReplicas = min(1, p.Replicas-1)
+		}
+		if p.Availability == "" {
+			p.Availability = AvailabilityActivePassive
+		}
+		return p
+	}
 	if p.Consistency == ConsistencyEventual || p.Consistency == ConsistencyWeak {
 		if p.W == 0 {
 			p.W = 1
@@ -63,7 +141,16 @@ const (
 // Validate checks the policy on its own; nodes is the cluster size (0 to
 // skip the check against it).
 func (p Policy) Validate(nodes int) error {
+	if p.Replication != "" || p.Ack != "" || p.AckReplicas != 0 || p.AllowDegrade || p.Availability != "" {
+		if err := p.validatePrimary(); err != nil {
+			return err
+		}
+	}
 	switch p.Consistency {
+	case "":
+		if p.Replication != ReplicationPrimary {
+			return Errorf(CodeInvalid, "consistency is required: want %s, %s or %s", ConsistencyStrong, ConsistencyEventual, ConsistencyWeak)
+		}
 	case ConsistencyStrong:
 		if p.ReadRepair != "" {
 			return Errorf(CodeInvalid, "read_repair applies to eventual namespaces")
@@ -103,7 +190,56 @@ func (p Policy) Validate(nodes int) error {
 	return nil
 }
 
+// validatePrimary checks the fields of replication=primary.
+func (p Policy) validatePrimary() error {
+	if p.Replication != ReplicationPrimary {
+		if p.Replication != "" {
+			return Errorf(CodeInvalid, "replication %q: want %s (or leave it out for the consistency level's engine)", p.Replication, ReplicationPrimary)
+		}
+		return Errorf(CodeInvalid, "ack, ack_replicas, allow_degrade and availability apply to replication=primary namespaces")
+	}
+	if p.Consistency != "" {
+		return Errorf(CodeInvalid, "consistency %s does not apply to replication=primary: a primary namespace promises what its ack mode says", p.Consistency)
+	}
+	if p.W != 0 || p.R != 0 || p.ReadRepair != "" {
+		return Errorf(CodeInvalid, "w, r and read_repair apply to eventual namespaces, not replication=primary")
+	}
+	switch p.Availability {
+	case AvailabilityActivePassive, AvailabilityActiveActive:
+	default:
+		return Errorf(CodeInvalid, "availability %q: want %s or %s", p.Availability, AvailabilityActivePassive, AvailabilityActiveActive)
+	}
+	others := p.Replicas - 1
+	switch p.Ack {
+	case AckAsync:
+		if p.AckReplicas != 0 || p.AllowDegrade {
+			return Errorf(CodeInvalid, "ack_replicas and allow_degrade apply to ack semi and sync; async waits for no replica")
+		}
+	case AckSemi:
+		if p.AckReplicas < 1 || p.AckReplicas > others {
+			return Errorf(CodeInvalid, "ack_replicas %d: semi waits for 1 to replicas-1 (%d) replica acks", p.AckReplicas, others)
+		}
+	case AckSync:
+		if p.AckReplicas < 0 || p.AckReplicas > others {
+			return Errorf(CodeInvalid, "ack_replicas %d: sync needs an in-sync set of 0 to replicas-1 (%d) replicas", p.AckReplicas, others)
+		}
+	default:
+		return Errorf(CodeInvalid, "ack %q: want %s, %s or %s", p.Ack, AckAsync, AckSemi, AckSync)
+	}
+	return nil
+}
+
 func (p Policy) String() string {
+	if p.Replication == ReplicationPrimary {
+		s := fmt.Sprintf("replication=primary ack=%s", p.Ack)
+		if p.Ack != AckAsync {
+			s += fmt.Sprintf(" ack_replicas=%d", p.AckReplicas)
+		}
+		if p.AllowDegrade {
+			s += " allow_degrade"
+		}
+		return s + fmt.Sprintf(" availability=%s replicas=%d shards=%d", p.Availability, p.Replicas, p.Shards)
+	}
 	s := fmt.Sprintf("consistency=%s replicas=%d shards=%d", p.Consistency, p.Replicas, p.Shards)
 	if p.Consistency != ConsistencyStrong {
 		s += fmt.Sprintf(" w=%d r=%d", p.W, p.R)
@@ -166,6 +302,28 @@ type ReadMeta struct {
 	Agreed      int
 	Required    int
 	Repaired    int
+	// Role (replication=primary) is the answering replica's: "primary"
+	// or "replica"; Epoch its epoch; LagEntries and Lag how far it may be
+	// behind the primary (0 on the primary holding its lease).
+	Role       string
+	Epoch      uint64
+	LagEntries uint64
+	Lag        time.Duration
+}
+
+type replicaReadKey struct{}
+
+// WithReplicaReads returns ctx asking that reads of replication=primary
+// namespaces be served by any replica (READONLY), refusing one whose
+// lag exceeds maxStaleness (negative: any lag).
+func WithReplicaReads(ctx context.Context, maxStaleness time.Duration) context.Context {
+	return context.WithValue(ctx, replicaReadKey{}, maxStaleness)
+}
+
+// ReplicaReadsFrom returns the replica-read bound ctx carries, if any.
+func ReplicaReadsFrom(ctx context.Context) (time.Duration, bool) {
+	d, ok := ctx.Value(replicaReadKey{}).(time.Duration)
+	return d, ok
 }
 
 // Quorum overrides an eventual namespace's W and R for one request or

@@ -58,6 +58,13 @@ type Config struct {
 	// store are left alone. Nil means every namespace not beginning with
 	// "_" (reserved for bookkeeping such as LostNamespace).
 	Owns func(ns string) bool
+	// Scope, if set, says which rows shard id covers: the keys of
+	// namespace ns whose placement.ShardOf(ns, key, shards) is index. A
+	// cluster numbers its shards by replication group, so each namespace
+	// keeps its own shard count; snapshots then copy and replace just
+	// those rows. Nil: every owned namespace's keys of shard id among
+	// Shards.
+	Scope func(shard int) (ns string, index, shards int, ok bool)
 	// Clock is a monotonic clock in nanoseconds for leases and lag. It
 	// must run at the rate the control plane's clock does, within
 	// Failover.MaxDrift. Nil means time elapsed since New.

@@ -325,6 +325,32 @@ func (e *Engine) LostWrites(ctx context.Context, shard int) ([]LostWrite, error)
 // owns says whether this engine replicates ns; never its own bookkeeping.
 func (e *Engine) owns(ns string) bool { return ns != LostNamespace && e.cfg.Owns(ns) }
 
+// rowScope is the rows a shard covers (Config.Scope).
+type rowScope struct {
+	e             *Engine
+	ns            string // "": every owned namespace
+	index, shards int
+}
+
+func (e *Engine) scope(shard int) rowScope {
+	if e.cfg.Scope != nil {
+		if ns, index, shards, ok := e.cfg.Scope(shard); ok {
+			return rowScope{e: e, ns: ns, index: index, shards: shards}
+		}
+		// Unknown to the scope (a dropped namespace): cover nothing
+		// rather than every namespace.
+		return rowScope{e: e, ns: LostNamespace, index: 0, shards: 1}
+	}
+	return rowScope{e: e, index: shard, shards: e.cfg.Shards}
+}
+
+func (r rowScope) covers(ns string) bool {
+	if !r.e.owns(ns) {
+		return false
+	}
+	return r.ns == "" || r.ns == ns
+}
+
 func beU64(b []byte) uint64 {
 	var v uint64
 	for _, c := range b[:8] {

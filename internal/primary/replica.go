@@ -236,10 +236,11 @@ func (s *shard) installSnapshot(snap snapshot) error {
 	if snap.Epoch < st.Epoch {
 		return fmt.Errorf("snapshot of epoch %d: %w", snap.Epoch, failover.ErrStaleEpoch)
 	}
-	b := kv.Batch{Now: s.e.cfg.Now().UnixMilli(), Shard: s.id, Shards: s.e.cfg.Shards}
+	scope := s.e.scope(s.id)
+	b := kv.Batch{Now: s.e.cfg.Now().UnixMilli(), Shard: scope.index, Shards: scope.shards}
 	seen := map[string]bool{}
 	flush := func(ns string) {
-		if !seen[ns] && s.e.owns(ns) {
+		if !seen[ns] && scope.covers(ns) {
 			seen[ns] = true
 			b.Ops = append(b.Ops, kv.Op{Kind: kv.OpFlush, Namespace: ns})
 		}
@@ -248,6 +249,9 @@ func (s *shard) installSnapshot(snap snapshot) error {
 		flush(n.Name)
 	}
 	for _, r := range snap.Rows {
+		if !scope.covers(r.NS) {
+			return fmt.Errorf("snapshot of shard %d: a row of namespace %q, which the shard does not hold", s.id, r.NS)
+		}
 		flush(r.NS)
 		b.Ops = append(b.Ops, kv.Op{Kind: kv.OpRestore, Namespace: r.NS, Key: r.Key, Restored: r.Value})
 		s.e.hlc.Observe(r.Value.Timestamp)
@@ -309,11 +313,12 @@ func (s *shard) serveSnapshot(ctx context.Context, from failover.NodeID, req sna
 		}
 	}
 	snap := snapshot{Epoch: epoch, Last: st.Last, LastEpoch: st.LastEpoch, History: st.History}
+	scope := s.e.scope(s.id)
 	for _, n := range s.e.store.Keyspace() {
-		if !s.e.owns(n.Name) {
+		if !scope.covers(n.Name) {
 			continue
 		}
-		err := v.ShardRows(ctx, n.Name, s.id, s.e.cfg.Shards, func(key []byte, val kv.Value) error {
+		err := v.ShardRows(ctx, n.Name, scope.index, scope.shards, func(key []byte, val kv.Value) error {
 			val.Data = append([]byte(nil), val.Data...)
 			snap.Rows = append(snap.Rows, row{NS: n.Name, Key: append([]byte(nil), key...), Value: val})
 			return nil

@@ -313,7 +313,14 @@ func (s *shard) admitLocked(now int64) (degraded bool, err error) {
 	if err := s.mu.lease.HolderCheck(now, s.mu.leaseSent, s.e.cfg.Failover.MaxDrift); err != nil {
 		return false, kv.Errorf(kv.CodeUnavailable, "shard %d: %w", s.id, err)
 	}
-	degraded, err = s.policy.CanAcceptWrite(len(s.mu.isr.InSync()))
+	inSync := len(s.mu.isr.InSync())
+	if s.policy.Mode == failover.AckSync {
+		// Only replicas the control plane has recorded may be promoted:
+		// count those, so that a failover after this write has a
+		// candidate holding it.
+		inSync = s.mu.isr.Promotable()
+	}
+	degraded, err = s.policy.CanAcceptWrite(inSync)
 	if err != nil {
 		return false, kv.Errorf(kv.CodeUnavailable, "shard %d: %w", s.id, err)
 	}

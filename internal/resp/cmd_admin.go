@@ -10,7 +10,7 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
-const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong|eventual|weak] [REPLICAS n] [SHARDS n] [W n] [R n] [READREPAIR async|blocking] | LIST | DESCRIBE name | DROP name"
+const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong|eventual|weak] [REPLICAS n] [SHARDS n] [W n] [R n] [READREPAIR async|blocking] [REPLICATION primary] [ACK async|semi|sync] [ACKREPLICAS k] [ALLOWDEGRADE yes|no] [AVAILABILITY active-passive|active-active] | LIST | DESCRIBE name | DROP name"
 
 // cmdFulcrumNamespace manages cluster namespaces:
 //
@@ -66,7 +66,23 @@ func cmdFulcrumNamespace(c *conn, args [][]byte) {
 				p.Consistency = strings.ToLower(val)
 			case "READREPAIR":
 				p.ReadRepair = strings.ToLower(val)
-			case "REPLICAS", "SHARDS", "W", "R":
+			case "REPLICATION":
+				p.Replication = strings.ToLower(val)
+			case "ACK":
+				p.Ack = strings.ToLower(val)
+			case "AVAILABILITY":
+				p.Availability = strings.ToLower(val)
+			case "ALLOWDEGRADE":
+				switch strings.ToLower(val) {
+				case "yes", "true", "1":
+					p.AllowDegrade = true
+				case "no", "false", "0":
+					p.AllowDegrade = false
+				default:
+					c.writeErr(kv.Errorf(kv.CodeInvalid, "ALLOWDEGRADE %q: want yes or no", val))
+					return
+				}
+			case "REPLICAS", "SHARDS", "W", "R", "ACKREPLICAS":
 				n, err := strconv.Atoi(val)
 				if err != nil {
 					c.writeErr(kv.Errorf(kv.CodeInvalid, "%s %q is not a number", name, val))
@@ -79,6 +95,8 @@ func cmdFulcrumNamespace(c *conn, args [][]byte) {
 					p.Shards = n
 				case "W":
 					p.W = n
+				case "ACKREPLICAS":
+					p.AckReplicas = n
 				default:
 					p.R = n
 				}
@@ -101,6 +119,10 @@ func cmdFulcrumNamespace(c *conn, args [][]byte) {
 // writeNamespace answers with a namespace's policy and layout: a map
 // (RESP3) or flat field/value array (RESP2), readable in redis-cli.
 func (c *conn) writeNamespace(n kv.NamespaceInfo) {
+	if n.Policy.Engine() == kv.EnginePrimary {
+		c.writePrimaryNamespace(n)
+		return
+	}
 	quorums := n.Policy.Consistency != kv.ConsistencyStrong
 	switch {
 	case n.Policy.ReadRepair != "":
@@ -128,19 +150,7 @@ func (c *conn) writeNamespace(n kv.NamespaceInfo) {
 		c.writeBulkString("read_repair")
 		c.writeBulkString(n.Policy.ReadRepair)
 	}
-	c.writeBulkString("layout")
-	c.writeArray(len(n.Shards))
-	for _, s := range n.Shards {
-		ids := make([]string, len(s.Replicas))
-		for i, r := range s.Replicas {
-			ids[i] = strconv.FormatUint(r, 10)
-		}
-		line := fmt.Sprintf("shard %d group %d replicas %s", s.Shard, s.Group, strings.Join(ids, ","))
-		if s.Leader != 0 {
-			line += fmt.Sprintf(" leader %d", s.Leader)
-		}
-		c.writeBulkString(line)
-	}
+	c.writeLayout(n)
 }
 
 // MetaReader is a store that can say what kind of answer a read is (a
@@ -187,7 +197,11 @@ func cmdFulcrumGetMeta(c *conn, args [][]byte) {
 		c.writeErr(err)
 		return
 	}
-	c.writeMap(8)
+	fields := 8
+	if m.Role != "" {
+		fields += 4
+	}
+	c.writeMap(fields)
 	c.writeBulkString("value")
 	if m.Found {
 		c.writeBulk(m.Value)
@@ -208,15 +222,58 @@ func cmdFulcrumGetMeta(c *conn, args [][]byte) {
 	c.writeInt(int64(m.Required))
 	c.writeBulkString("repaired")
 	c.writeInt(int64(m.Repaired))
+	if m.Role != "" {
+		// A replication=primary read: who answered and how far behind.
+		c.writeBulkString("role")
+		c.writeBulkString(m.Role)
+		c.writeBulkString("epoch")
+		c.writeInt(int64(m.Epoch))
+		c.writeBulkString("lag_entries")
+		c.writeInt(int64(m.LagEntries))
+		c.writeBulkString("lag_ms")
+		c.writeInt(min(m.Lag.Milliseconds(), 1<<53))
+	}
 }
 
 // reqCtx is the context of the connection's requests: the server's, with
 // the connection's quorum override when it has one.
 func (c *conn) reqCtx() context.Context {
-	if c.quorum == (kv.Quorum{}) {
-		return c.s.ctx
+	ctx := c.s.ctx
+	if c.quorum != (kv.Quorum{}) {
+		ctx = kv.WithQuorum(ctx, c.quorum)
 	}
-	return kv.WithQuorum(c.s.ctx, c.quorum)
+	if c.replicaReads {
+		ctx = kv.WithReplicaReads(ctx, c.maxStaleness)
+	}
+	return ctx
+}
+
+// cmdReadOnly is READONLY [MAXSTALENESS ms]: this connection's reads of
+// replication=primary namespaces may be answered by any replica, one
+// whose lag exceeds ms refused in favour of the primary (as in Redis
+// Cluster, where READONLY lets replicas serve reads).
+func cmdReadOnly(c *conn, args [][]byte) {
+	stale := time.Duration(-1)
+	switch {
+	case len(args) == 3 && strings.EqualFold(string(args[1]), "MAXSTALENESS"):
+		ms, err := strconv.ParseInt(string(args[2]), 10, 64)
+		if err != nil || ms < 0 || ms > int64(time.Hour/time.Millisecond) {
+			c.writeErr(kv.Errorf(kv.CodeInvalid, "MAXSTALENESS %q: want milliseconds from 0 to 3600000", args[2]))
+			return
+		}
+		stale = time.Duration(ms) * time.Millisecond
+	case len(args) != 1:
+		c.writeErr(kv.Errorf(kv.CodeInvalid, "usage: READONLY [MAXSTALENESS ms]"))
+		return
+	}
+	c.replicaReads, c.maxStaleness = true, stale
+	c.writeOK()
+}
+
+// cmdReadWrite is READWRITE: reads go to the primary again.
+func cmdReadWrite(c *conn, _ [][]byte) {
+	c.replicaReads, c.maxStaleness = false, 0
+	c.writeOK()
 }
 
 // cmdFulcrumConsistency is FULCRUM.CONSISTENCY [W n] [R n] | RESET: this
@@ -255,4 +312,49 @@ func cmdFulcrumConsistency(c *conn, args [][]byte) {
 	c.writeInt(int64(q.W))
 	c.writeBulkString("r")
 	c.writeInt(int64(q.R))
+}
+
+// writePrimaryNamespace answers with a replication=primary namespace's
+// policy and layout.
+func (c *conn) writePrimaryNamespace(n kv.NamespaceInfo) {
+	p := n.Policy
+	c.writeMap(9)
+	c.writeBulkString("name")
+	c.writeBulkString(n.Name)
+	c.writeBulkString("replication")
+	c.writeBulkString(p.Replication)
+	c.writeBulkString("ack")
+	c.writeBulkString(p.Ack)
+	c.writeBulkString("ack_replicas")
+	c.writeInt(int64(p.AckReplicas))
+	c.writeBulkString("allow_degrade")
+	if p.AllowDegrade {
+		c.writeInt(1)
+	} else {
+		c.writeInt(0)
+	}
+	c.writeBulkString("availability")
+	c.writeBulkString(p.Availability)
+	c.writeBulkString("replicas")
+	c.writeInt(int64(p.Replicas))
+	c.writeBulkString("shards")
+	c.writeInt(int64(p.Shards))
+	c.writeLayout(n)
+}
+
+// writeLayout writes the "layout" field: one line per shard.
+func (c *conn) writeLayout(n kv.NamespaceInfo) {
+	c.writeBulkString("layout")
+	c.writeArray(len(n.Shards))
+	for _, s := range n.Shards {
+		ids := make([]string, len(s.Replicas))
+		for i, r := range s.Replicas {
+			ids[i] = strconv.FormatUint(r, 10)
+		}
+		line := fmt.Sprintf("shard %d group %d replicas %s", s.Shard, s.Group, strings.Join(ids, ","))
+		if s.Leader != 0 {
+			line += fmt.Sprintf(" leader %d", s.Leader)
+		}
+		c.writeBulkString(line)
+	}
 }

@@ -106,6 +106,8 @@ func commandTable() []*command {
 		def("flushall", -1, "write", ks+" @write @slow @dangerous", 0, 0, 0, "server", "Remove all keys from all databases", cmdFlushAll),
 		def("namespace", -1, "fast", conn+" @fast", 0, 0, 0, "connection", "Select or show the connection's Fulcrum namespace", cmdNamespace),
 		def("fulcrum.consistency", -1, "fast", conn+" @fast", 0, 0, 0, "connection", "Set or show this connection's W and R for eventual namespaces", cmdFulcrumConsistency),
+		def("readonly", -1, "fast", conn+" @fast", 0, 0, 0, "connection", "Let this connection's reads of replication=primary namespaces be served by replicas (optionally MAXSTALENESS ms)", cmdReadOnly),
+		def("readwrite", 1, "fast", conn+" @fast", 0, 0, 0, "connection", "Send this connection's reads of replication=primary namespaces to the primary again", cmdReadWrite),
 		def("fulcrum.getmeta", -2, rof, ks+" @read @fast", 1, 1, 1, "string", "Get a key's value with its timestamp and how many replicas answered and agreed", cmdFulcrumGetMeta),
 		def("fulcrum.namespace", -2, "admin", "@admin @slow", 0, 0, 0, "server", "Create, list, describe or drop a cluster namespace", cmdFulcrumNamespace),
 

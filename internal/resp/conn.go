@@ -41,7 +41,12 @@ type conn struct {
 	// quorum is the connection's W/R override for eventual namespaces
 	// (FULCRUM.CONSISTENCY); zero: the namespaces' own.
 	quorum kv.Quorum
-	lower  [32]byte
+	// replicaReads (READONLY) lets replicas of replication=primary
+	// namespaces answer this connection's reads, within maxStaleness
+	// (negative: any lag).
+	replicaReads bool
+	maxStaleness time.Duration
+	lower        [32]byte
 
 	// The command being executed.
 	cmd   *command

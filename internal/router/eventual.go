@@ -207,6 +207,12 @@ func (r *Router) GetMeta(ctx context.Context, ns string, key []byte, rq int) (kv
 	if leaderlessNS(n) {
 		return r.getEventual(ctx, n, key, rq)
 	}
+	if primaryNS(n) {
+		if rq != 0 {
+			return kv.ReadMeta{}, kv.Errorf(kv.CodeInvalid, "namespace %q is replication=primary: one replica answers a read, not R", ns)
+		}
+		return r.getPrimary(ctx, n, key)
+	}
 	if rq != 0 {
 		return kv.ReadMeta{}, kv.Errorf(kv.CodeInvalid, "namespace %q is strong: its reads need a Raft quorum, not R replicas", ns)
 	}

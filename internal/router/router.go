@@ -56,8 +56,13 @@ type Namespace struct {
 	// leader first.
 	Replicas [][]uint64
 	// Policy is the namespace's policy: a strong one is served by the
-	// Raft groups, an eventual or weak one by the leaderless engine.
+	// Raft groups, an eventual or weak one by the leaderless engine, a
+	// replication=primary one by the primary/replica engine.
 	Policy kv.Policy
+	// Primaries[s] is shard s's primary as the control plane last
+	// recorded it (replication=primary; 0: none yet). Nodes with a
+	// replica go by their engine's fresher word.
+	Primaries []uint64
 }
 
 // Config configures a Router.
@@ -70,6 +75,9 @@ type Config struct {
 	// Leaderless serves eventual and weak namespaces (nil: they are
 	// refused with NOT_SUPPORTED).
 	Leaderless Leaderless
+	// Primaries serves replication=primary namespaces (nil: refused with
+	// NOT_SUPPORTED).
+	Primaries Primaries
 	// Refresh, if set, brings the namespace table up to date (SetNamespaces)
 	// before a request for an unknown namespace is refused.
 	Refresh func(ctx context.Context) error
@@ -119,7 +127,7 @@ func (r *Router) SetNamespaces(list []Namespace) error {
 	m := make(map[string]*Namespace, len(list))
 	for i := range list {
 		n := list[i]
-		if n.Shards <= 0 || len(n.Groups) != n.Shards || len(n.Replicas) != n.Shards {
+		if n.Shards <= 0 || len(n.Groups) != n.Shards || len(n.Replicas) != n.Shards || (n.Primaries != nil && len(n.Primaries) != n.Shards) {
 			return fmt.Errorf("router: namespace %q: %d shards but %d groups and %d replica sets", n.Name, n.Shards, len(n.Groups), len(n.Replicas))
 		}
 		m[n.Name] = &n
@@ -214,9 +222,13 @@ func (r *Router) Apply(ctx context.Context, b kv.Batch) ([]kv.Result, error) {
 		return nil, kv.Errorf(kv.CodeInvalid, "the keys are in %d different shards; an all-or-nothing write (MSETNX) must keep to one shard", len(parts))
 	}
 	results := make([]kv.Result, len(b.Ops))
+	write := r.write
+	if primaryNS(n) {
+		write = r.writePrimary
+	}
 	if len(parts) == 1 {
 		for _, p := range parts {
-			res, err := r.write(ctx, n, p.shard, p.batch)
+			res, err := write(ctx, n, p.shard, p.batch)
 			if err != nil {
 				return nil, err
 			}
@@ -232,7 +244,7 @@ func (r *Router) Apply(ctx context.Context, b kv.Batch) ([]kv.Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := r.write(ctx, n, p.shard, p.batch)
+			res, err := write(ctx, n, p.shard, p.batch)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -313,6 +325,13 @@ func (r *Router) Get(ctx context.Context, ns string, key []byte) (kv.Value, bool
 		}
 		return kv.Value{Data: m.Value, Timestamp: hlc.Timestamp{WallNanos: m.Timestamp, Logical: m.Logical}}, true, nil
 	}
+	if primaryNS(n) {
+		m, err := r.getPrimary(ctx, n, key)
+		if err != nil || !m.Found {
+			return kv.Value{}, false, err
+		}
+		return kv.Value{Data: m.Value, Version: m.Version, ExpireAt: m.ExpireAt, Timestamp: hlc.Timestamp{WallNanos: m.Timestamp, Logical: m.Logical}}, true, nil
+	}
 	shard := placement.ShardOf(ns, key, n.Shards)
 	req := appendHeader(nil, opGet, n.Groups[shard])
 	req = appendBytes(req, []byte(ns))
@@ -357,6 +376,9 @@ func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, e
 	}
 	if leaderlessNS(n) {
 		return kv.ScanResult{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s: scans (KEYS, SCAN) are not supported there yet", n.Name, n.Policy.Consistency)
+	}
+	if primaryNS(n) {
+		return kv.ScanResult{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is replication=primary: scans (KEYS, SCAN) are not supported there yet", n.Name)
 	}
 	cover := r.cover(n)
 	if mine, ok := cover[r.cfg.Self]; ok && len(cover) == 1 && len(mine) == n.Shards {
@@ -591,6 +613,8 @@ const (
 	opScan           = 3
 	opEventualPut    = 4
 	opEventualDelete = 5
+	opPrimaryWrite   = 6
+	opPrimaryGet     = 7
 )
 
 // appendScanRequest encodes what a remote needs of req (not Match).
@@ -769,6 +793,8 @@ func (r *Router) Serve(ctx context.Context, from transport.NodeID, kind transpor
 	switch op {
 	case opEventualPut, opEventualDelete:
 		return r.serveEventual(ctx, op, body)
+	case opPrimaryWrite, opPrimaryGet:
+		return r.servePrimary(ctx, op, group, body)
 	case opWrite:
 		b, err := kv.DecodeBatch(body)
 		if err != nil {

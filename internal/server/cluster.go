@@ -24,6 +24,7 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/controlplane"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 	lnode "github.com/fulcrumdb/fulcrum/internal/leaderless/node"
+	"github.com/fulcrumdb/fulcrum/internal/primary"
 	"github.com/fulcrumdb/fulcrum/internal/raftlog"
 	"github.com/fulcrumdb/fulcrum/internal/raftstore"
 	"github.com/fulcrumdb/fulcrum/internal/resp"
@@ -49,7 +50,13 @@ type cluster struct {
 	router  *router.Router
 	// eventual is the leaderless engine of eventual and weak namespaces.
 	eventual *lnode.Engine
-	logger   *slog.Logger
+	// primary is the primary/replica engine of replication=primary
+	// namespaces, authority the control plane's failover authority, and
+	// primaryShards the engine's shards (guarded by reconciling).
+	primary       *primary.Engine
+	authority     *controlplane.Primaries
+	primaryShards map[uint64]bool
+	logger        *slog.Logger
 
 	// groups are the data groups this node runs, by id; reconciling
 	// guards it (the control plane's subscriber and the retry both
@@ -69,8 +76,8 @@ type cluster struct {
 	// reconciled: one that disappears was dropped, and its rows here go.
 	// Guarded by reconciling.
 	leaderlessNS map[string]bool
-	// antiEntropy is cluster.anti_entropy.
-	antiEntropy, hintWindow time.Duration
+	// antiEntropy, hintWindow and tombstoneGrace are cluster.*'s.
+	antiEntropy, hintWindow, tombstoneGrace, requestTimeout time.Duration
 	// started is when this node started (a node heard from nobody yet
 	// must not take silence for death).
 	started time.Time
@@ -110,7 +117,7 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec), lingering: make(map[uint64]bool), started: now(), antiEntropy: time.Duration(cc.AntiEntropy), hintWindow: time.Duration(cc.HintWindow)}
+	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec), lingering: make(map[uint64]bool), started: now(), antiEntropy: time.Duration(cc.AntiEntropy), hintWindow: time.Duration(cc.HintWindow), tombstoneGrace: time.Duration(cc.TombstoneGrace), requestTimeout: time.Duration(cc.RequestTimeout)}
 	tcfg := transport.DefaultTCPConfig()
 	tcfg.ID = transport.NodeID(cc.ID)
 	tcfg.ListenAddr = cc.PeerAddr
@@ -182,6 +189,7 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	c.router, err = router.New(router.Config{
 		Self: cc.ID, Engine: c.node, Store: st, Transport: c.tr,
 		Leaderless:    leaderlessRef{c},
+		Primaries:     primaryRef{c},
 		Refresh:       c.meta.Refresh,
 		ReadsToLeader: cc.LeaseReads,
 		Timeout:       time.Duration(cc.RequestTimeout),
@@ -193,6 +201,10 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 	}
 	c.tr.Handle(transport.KindForward, c.router)
 	if err := c.startEventual(now, logger); err != nil {
+		c.closeEngine()
+		return nil, err
+	}
+	if err := c.startPrimary(time.Duration(cc.FailoverTimeout), now, logger); err != nil {
 		c.closeEngine()
 		return nil, err
 	}
@@ -290,11 +302,14 @@ func (c *cluster) reconcile(v *controlplane.View) {
 	var table []router.Namespace
 	for _, ns := range v.Namespaces {
 		rn := router.Namespace{Name: ns.Name, Shards: ns.Policy.Shards, Policy: ns.Policy}
+		if ns.Policy.Engine() == kv.EnginePrimary {
+			rn.Primaries = primariesOf(v, ns)
+		}
 		for _, sh := range ns.Shards {
 			rn.Groups = append(rn.Groups, sh.Group)
 			rn.Replicas = append(rn.Replicas, sh.Replicas)
-			if ns.Policy.Consistency != kv.ConsistencyStrong {
-				continue // the leaderless engine's: no Raft group
+			if ns.Policy.Engine() != kv.EngineRaft {
+				continue // the leaderless or primary engine's: no Raft group
 			}
 			spec := raftstore.GroupSpec{ID: sh.Group, Namespace: ns.Name, Shard: sh.Shard, Shards: ns.Policy.Shards}
 			known[sh.Group] = spec
@@ -365,6 +380,9 @@ func (c *cluster) reconcile(v *controlplane.View) {
 		delete(c.groups, id)
 		delete(c.lingering, id)
 	}
+	if !c.addPrimaryShards(v) {
+		failed = true
+	}
 	if err := c.router.SetNamespaces(table); err != nil {
 		c.logger.Error("bad namespace table", "err", err)
 	}
@@ -377,6 +395,9 @@ func (c *cluster) closeEngine() error {
 	var evErr error
 	if c.eventual != nil {
 		evErr = c.eventual.Close()
+	}
+	if c.primary != nil {
+		evErr = errors.Join(evErr, c.primary.Close())
 	}
 	nodeErr := c.node.Close()
 	trErr := c.tr.Close()
@@ -493,6 +514,8 @@ func (c *cluster) info() []resp.InfoField {
 		resp.InfoField{Name: "fulcrum_leaderless_anti_entropy_pulled", Value: strconv.FormatUint(ev.AntiEntropyPulled, 10)},
 		resp.InfoField{Name: "fulcrum_leaderless_anti_entropy_pushed", Value: strconv.FormatUint(ev.AntiEntropyPushed, 10)},
 		resp.InfoField{Name: "fulcrum_leaderless_anti_entropy_last_full_ms_ago", Value: lastFull},
+		resp.InfoField{Name: "fulcrum_leaderless_tombstones_collected", Value: strconv.FormatUint(ev.TombstonesCollected, 10)},
+		resp.InfoField{Name: "fulcrum_leaderless_tombstones_refused", Value: strconv.FormatUint(ev.TombstonesRefused, 10)},
 	)
 }
 
@@ -710,7 +733,13 @@ func (a namespaceAdmin) Namespaces(ctx context.Context) ([]kv.NamespaceInfo, err
 
 func (a namespaceAdmin) withLeaders(n kv.NamespaceInfo) kv.NamespaceInfo {
 	shards := slices.Clone(n.Shards)
+	v := a.c.meta.View()
 	for i, s := range shards {
+		if n.Policy.Engine() == kv.EnginePrimary {
+			// A primary namespace's leader is its shard's primary.
+			shards[i].Leader = uint64(v.Primaries[s.Group].Primary)
+			continue
+		}
 		if st, ok := a.c.node.Status(s.Group); ok {
 			shards[i].Leader = st.Leader
 		}

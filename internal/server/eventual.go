@@ -38,6 +38,17 @@ func (c *cluster) startEventual(now func() time.Time, logger *slog.Logger) error
 	cfg.Shards = func() []lnode.ShardReplicas { return eventualShards(c.meta.View(), c.id) }
 	cfg.AntiEntropyInterval = c.antiEntropy
 	cfg.HintWindow = c.hintWindow
+	cfg.TombstoneGrace = c.tombstoneGrace
+	cfg.RequestTimeout = c.requestTimeout
+	cfg.Namespaces = func() []string {
+		var out []string
+		for _, ns := range c.meta.View().Namespaces {
+			if ns.Policy.Engine() == kv.EngineLeaderless {
+				out = append(out, ns.Name)
+			}
+		}
+		return out
+	}
 	cfg.Logger = logger.With("component", "leaderless")
 	e, err := lnode.New(cfg)
 	if err != nil {
@@ -91,8 +102,8 @@ func (c *cluster) dropLeaderless(ctx context.Context, v *controlplane.View) {
 	}
 	now := make(map[string]bool)
 	for _, ns := range v.Namespaces {
-		if ns.Policy.Consistency != kv.ConsistencyStrong {
-			now[ns.Name] = true
+		if ns.Policy.Engine() != kv.EngineRaft {
+			now[ns.Name] = true // leaderless or primary: no Raft group deletes its rows
 		}
 	}
 	for name := range c.leaderlessNS {

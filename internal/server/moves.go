@@ -284,8 +284,12 @@ func (c *cluster) balanceLeaders(ctx context.Context, v *controlplane.View, meta
 	wg.Wait()
 }
 
-// Control calls between nodes.
-const ctlMembership = 1
+// Control calls between nodes: a membership query, and the failover
+// authority's calls (a second byte says which; see primary.go).
+const (
+	ctlMembership = 1
+	ctlPrimary    = 2
+)
 
 func appendMembershipQuery(dst []byte, group uint64) []byte {
 	return binary.AppendUvarint(append(dst, ctlMembership), group)
@@ -294,6 +298,9 @@ func appendMembershipQuery(dst []byte, group uint64) []byte {
 // serveControl answers another node's control call: the membership of a
 // group as this replica has applied it, and how far it applied.
 func (c *cluster) serveControl(ctx context.Context, from transport.NodeID, kind transport.Kind, req []byte) ([]byte, error) {
+	if len(req) >= 2 && req[0] == ctlPrimary {
+		return c.serveAuthority(ctx, uint64(from), req[1], req[2:])
+	}
 	if len(req) == 0 || req[0] != ctlMembership {
 		return nil, kv.Errorf(kv.CodeInvalid, "control: unknown call")
 	}

@@ -1,0 +1,293 @@
+package router
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fulcrumdb/fulcrum/internal/failover"
+	"github.com/fulcrumdb/fulcrum/internal/kv"
+	"github.com/fulcrumdb/fulcrum/internal/placement"
+	"github.com/fulcrumdb/fulcrum/internal/primary"
+	"github.com/fulcrumdb/fulcrum/internal/transport"
+)
+
+// Primaries is what the router needs from the primary/replica engine of
+// replication=primary namespaces. Its shard ids are the shards'
+// replication group ids.
+type Primaries interface {
+	Write(ctx context.Context, shard int, b kv.Batch) ([]kv.Result, error)
+	Read(ctx context.Context, shard int, ns string, key []byte, maxStaleness time.Duration) (primary.ReadResult, error)
+	Status(shard int) (primary.Status, error)
+}
+
+func primaryNS(n *Namespace) bool { return n.Policy.Engine() == kv.EnginePrimary }
+
+// errNoPrimary: the shard has no primary this node knows of (a failover
+// is under way, or the first primary is not chosen yet).
+var errNoPrimary = errors.New("no primary")
+
+// primaryOf is where a shard's primary is: this node's engine's word when
+// it holds a replica, else the control plane's record as last seen.
+func (r *Router) primaryOf(n *Namespace, shard int) uint64 {
+	if r.cfg.Primaries != nil && r.local(n, shard) {
+		if st, err := r.cfg.Primaries.Status(int(n.Groups[shard])); err == nil && st.Primary != 0 {
+			return uint64(st.Primary)
+		}
+	}
+	if shard < len(n.Primaries) {
+		return n.Primaries[shard]
+	}
+	return 0
+}
+
+// retryPrimary says whether a request refused by (what this node took
+// for) the primary may be sent again: only refusals made before the
+// write entered any log, which a failover in progress explains.
+func retryPrimary(err error) bool {
+	if errors.Is(err, errNoPrimary) || errors.Is(err, transport.ErrUnreachable) || errors.Is(err, transport.ErrUnknownPeer) ||
+		errors.Is(err, primary.ErrNotPrimary) || errors.Is(err, failover.ErrLeaseLost) {
+		return true
+	}
+	switch kv.CodeOf(err) {
+	case kv.CodeNotLeader, kv.CodeStaleEpoch:
+		return true
+	}
+	return false
+}
+
+// pause waits before the attempt-th retry, or reports false when ctx
+// would end first.
+func pause(ctx context.Context, attempt int) bool {
+	d := min(5*time.Millisecond<<min(attempt, 5), 100*time.Millisecond)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// writePrimary sends a shard's part of a batch to the shard's primary,
+// following it through a failover until ctx ends.
+func (r *Router) writePrimary(ctx context.Context, n *Namespace, shard int, b kv.Batch) ([]kv.Result, error) {
+	if r.cfg.Primaries == nil {
+		return nil, kv.Errorf(kv.CodeNotSupported, "namespace %q is replication=primary, which this node does not run", n.Name)
+	}
+	group := n.Groups[shard]
+	// A flush must empty this shard's keys only.
+	b.Shard, b.Shards = shard, n.Shards
+	var req []byte
+	for attempt := 0; ; attempt++ {
+		var (
+			res []kv.Result
+			err error
+		)
+		switch target := r.primaryOf(n, shard); target {
+		case 0:
+			err = kv.Errorf(kv.CodeUnavailable, "shard %d of %q: %w (a failover is under way or the first primary is not chosen yet)", shard, n.Name, errNoPrimary)
+		case r.cfg.Self:
+			res, err = r.cfg.Primaries.Write(ctx, int(group), b)
+		default:
+			if req == nil {
+				req = kv.AppendBatch(appendHeader(nil, opPrimaryWrite, group), &b)
+			}
+			var reply []byte
+			if reply, err = r.cfg.Transport.Call(ctx, transport.NodeID(target), transport.KindForward, req); err == nil {
+				return kv.DecodeResults(reply)
+			}
+		}
+		if err == nil {
+			return res, nil
+		}
+		if !retryPrimary(err) || !pause(ctx, attempt) {
+			return nil, err
+		}
+	}
+}
+
+// getPrimary reads a key of a primary namespace: from the shard's
+// primary, or from any replica when the request allows it (READONLY, or
+// an active-active namespace), with the replica's lag.
+func (r *Router) getPrimary(ctx context.Context, n *Namespace, key []byte) (kv.ReadMeta, error) {
+	m, err := r.readPrimary(ctx, n, key)
+	m.Consistency = "primary-" + n.Policy.Ack
+	return m, err
+}
+
+func (r *Router) readPrimary(ctx context.Context, n *Namespace, key []byte) (kv.ReadMeta, error) {
+	if r.cfg.Primaries == nil {
+		return kv.ReadMeta{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is replication=primary, which this node does not run", n.Name)
+	}
+	shard := placement.ShardOf(n.Name, key, n.Shards)
+	group := n.Groups[shard]
+	stale, anyReplica := kv.ReplicaReadsFrom(ctx)
+	if !anyReplica && n.Policy.Availability == kv.AvailabilityActiveActive {
+		stale, anyReplica = -1, true
+	}
+	if anyReplica && r.local(n, shard) {
+		res, err := r.cfg.Primaries.Read(ctx, int(group), n.Name, key, stale)
+		if err == nil || !errors.Is(err, primary.ErrTooStale) {
+			return primaryMeta(res, err)
+		}
+		// Too stale here: the primary answers.
+	}
+	if !anyReplica {
+		stale = 0
+	}
+	req := appendHeader(nil, opPrimaryGet, group)
+	req = appendBytes(req, []byte(n.Name))
+	req = appendBytes(req, key)
+	req = binary.AppendVarint(req, int64(stale))
+	if anyReplica && stale < 0 {
+		// Any replica will do: the nearest reachable one.
+		reply, err := r.forward(ctx, n, shard, req)
+		if err != nil {
+			return kv.ReadMeta{}, err
+		}
+		return decodePrimaryGet(reply)
+	}
+	for attempt := 0; ; attempt++ {
+		var (
+			m   kv.ReadMeta
+			err error
+		)
+		switch target := r.primaryOf(n, shard); target {
+		case 0:
+			err = kv.Errorf(kv.CodeUnavailable, "shard %d of %q: %w (a failover is under way or the first primary is not chosen yet)", shard, n.Name, errNoPrimary)
+		case r.cfg.Self:
+			m, err = primaryMeta(r.cfg.Primaries.Read(ctx, int(group), n.Name, key, 0))
+		default:
+			var reply []byte
+			if reply, err = r.cfg.Transport.Call(ctx, transport.NodeID(target), transport.KindForward, req); err == nil {
+				return decodePrimaryGet(reply)
+			}
+		}
+		if err == nil {
+			return m, nil
+		}
+		// A replica's ErrTooStale for a primary read means it is no longer
+		// primary (its lease lapsed): look again.
+		if !retryPrimary(err) && !errors.Is(err, primary.ErrTooStale) || !pause(ctx, attempt) {
+			return kv.ReadMeta{}, err
+		}
+	}
+}
+
+func primaryMeta(res primary.ReadResult, err error) (kv.ReadMeta, error) {
+	if err != nil {
+		return kv.ReadMeta{}, err
+	}
+	m := kv.ReadMeta{Found: res.Found, Role: res.Role.String(), Epoch: uint64(res.Epoch), LagEntries: res.Lag.LSN, Lag: res.Lag.Time}
+	if res.Found {
+		v := res.Value
+		m.Value, m.Version, m.ExpireAt = v.Data, v.Version, v.ExpireAt
+		m.Timestamp, m.Logical = v.Timestamp.WallNanos, v.Timestamp.Logical
+	}
+	return m, nil
+}
+
+func appendPrimaryGet(dst []byte, m kv.ReadMeta) []byte {
+	if m.Found {
+		dst = append(dst, 1)
+		dst = kv.AppendValue(dst, kv.Value{Data: m.Value, Version: m.Version, ExpireAt: m.ExpireAt})
+		dst = binary.AppendVarint(dst, m.Timestamp)
+		dst = binary.AppendUvarint(dst, uint64(m.Logical))
+	} else {
+		dst = append(dst, 0)
+	}
+	dst = appendBytes(dst, []byte(m.Role))
+	dst = binary.AppendUvarint(dst, m.Epoch)
+	dst = binary.AppendUvarint(dst, m.LagEntries)
+	return binary.AppendVarint(dst, int64(m.Lag))
+}
+
+func decodePrimaryGet(b []byte) (kv.ReadMeta, error) {
+	bad := kv.Errorf(kv.CodeInternal, "router: corrupt primary read reply")
+	if len(b) == 0 {
+		return kv.ReadMeta{}, bad
+	}
+	var m kv.ReadMeta
+	found := b[0] == 1
+	b = b[1:]
+	if found {
+		v, rest, err := kv.DecodeValue(b)
+		if err != nil {
+			return kv.ReadMeta{}, fmt.Errorf("router: primary read reply: %w", err)
+		}
+		ts, k := binary.Varint(rest)
+		if k <= 0 {
+			return kv.ReadMeta{}, bad
+		}
+		logical, j := binary.Uvarint(rest[k:])
+		if j <= 0 {
+			return kv.ReadMeta{}, bad
+		}
+		m.Found, m.Value, m.Version, m.ExpireAt, m.Timestamp, m.Logical = true, v.Data, v.Version, v.ExpireAt, ts, uint32(logical)
+		b = rest[k+j:]
+	}
+	role, rest, err := readBytes(b)
+	if err != nil {
+		return kv.ReadMeta{}, bad
+	}
+	m.Role = string(role)
+	var k int
+	if m.Epoch, k = binary.Uvarint(rest); k <= 0 {
+		return kv.ReadMeta{}, bad
+	}
+	rest = rest[k:]
+	if m.LagEntries, k = binary.Uvarint(rest); k <= 0 {
+		return kv.ReadMeta{}, bad
+	}
+	lag, k := binary.Varint(rest[k:])
+	if k <= 0 {
+		return kv.ReadMeta{}, bad
+	}
+	m.Lag = time.Duration(lag)
+	return m, nil
+}
+
+// servePrimary answers a forwarded request of a primary namespace from
+// this node's engine; it never forwards again.
+func (r *Router) servePrimary(ctx context.Context, op byte, group uint64, body []byte) ([]byte, error) {
+	if r.cfg.Primaries == nil {
+		return nil, kv.Errorf(kv.CodeNotSupported, "node %d does not run replication=primary namespaces", r.cfg.Self)
+	}
+	switch op {
+	case opPrimaryWrite:
+		b, err := kv.DecodeBatch(body)
+		if err != nil {
+			return nil, err
+		}
+		res, err := r.cfg.Primaries.Write(ctx, int(group), b)
+		if err != nil {
+			return nil, err
+		}
+		return kv.AppendResults(nil, res), nil
+	default:
+		ns, rest, err := readBytes(body)
+		if err != nil {
+			return nil, err
+		}
+		key, rest, err := readBytes(rest)
+		if err != nil {
+			return nil, err
+		}
+		stale, k := binary.Varint(rest)
+		if k <= 0 {
+			return nil, kv.Errorf(kv.CodeInvalid, "router: corrupt primary read")
+		}
+		m, err := primaryMeta(r.cfg.Primaries.Read(ctx, int(group), string(ns), key, time.Duration(stale)))
+		if err != nil {
+			return nil, err
+		}
+		return appendPrimaryGet(nil, m), nil
+	}
+}

@@ -1,0 +1,155 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// primaryLayout returns each shard's primary, from DESCRIBE's layout
+// ("leader N" is the recorded primary), 0 where there is none yet.
+func primaryLayout(t *testing.T, c *redis.Client, ns string) []uint64 {
+	t.Helper()
+	res, err := c.Do(context.Background(), "FULCRUM.NAMESPACE", "DESCRIBE", ns).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := res.(map[any]any)
+	if !ok {
+		t.Fatalf("DESCRIBE %s: %T %v", ns, res, res)
+	}
+	lines, _ := m["layout"].([]any)
+	re := regexp.MustCompile(`leader (\d+)`)
+	var out []uint64
+	for _, l := range lines {
+		var id uint64
+		if sm := re.FindStringSubmatch(fmt.Sprint(l)); sm != nil {
+			id, _ = strconv.ParseUint(sm[1], 10, 64)
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+// TestClusterPrimaryFailover: a replication=primary namespace with sync
+// acks on 3 real nodes. Active-passive puts every shard's primary on one
+// node; killing it promotes another within seconds, every acknowledged
+// write survives, and the old primary returns as a replica.
+func TestClusterPrimaryFailover(t *testing.T) {
+	cfgs := clusterConfigs(t, 3)
+	nodes, stops := startCluster(t, cfgs)
+	ctx := context.Background()
+	c2 := respClient(t, nodes[1])
+	retry(t, 15*time.Second, func() error { return c2.Set(ctx, "strong", "1", 0).Err() })
+	for _, bad := range [][]any{
+		{"REPLICATION", "primary", "ACK", "sync", "ACKREPLICAS", "3"},
+		{"REPLICATION", "primary", "CONSISTENCY", "eventual"},
+		{"REPLICATION", "primary", "ACK", "sometimes"},
+		{"ACK", "async"},
+	} {
+		args := append([]any{"FULCRUM.NAMESPACE", "CREATE", "bad"}, bad...)
+		if err := c2.Do(ctx, args...).Err(); err == nil || !strings.Contains(err.Error(), "INVALID") {
+			t.Fatalf("%v: %v, want INVALID", bad, err)
+		}
+	}
+	if err := c2.Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "orders", "REPLICATION", "primary", "ACK", "sync", "SHARDS", "3").Err(); err != nil {
+		t.Fatal(err)
+	}
+	nsClient := func(s *Server, readonly bool) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: s.RESPAddr(), MaxRetries: -1, PoolSize: 1,
+			OnConnect: func(ctx context.Context, cn *redis.Conn) error {
+				if readonly {
+					if err := cn.Do(ctx, "READONLY").Err(); err != nil {
+						return err
+					}
+				}
+				return cn.Do(ctx, "NAMESPACE", "orders").Err()
+			}})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	o2, o3ro := nsClient(nodes[1], false), nsClient(nodes[2], true)
+	retry(t, 15*time.Second, func() error { return o2.Set(ctx, "k0", "v0", 0).Err() })
+	const keys = 60
+	for i := 1; i < keys; i++ {
+		if err := o2.Set(ctx, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o2.Incr(ctx, "counter").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Active-passive: every shard's primary is the lowest id.
+	retry(t, 5*time.Second, func() error {
+		if got := primaryLayout(t, c2, "orders"); !slices.Equal(got, []uint64{1, 1, 1}) {
+			return fmt.Errorf("primaries %v, want node 1 for every shard", got)
+		}
+		return nil
+	})
+	// A replica read (READONLY) reports its role and lag; sync acks mean
+	// the replica already has every acknowledged write.
+	meta, err := o3ro.Do(ctx, "FULCRUM.GETMETA", "k7").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm := meta.(map[any]any)
+	if mm["value"] != "v7" || mm["role"] != "replica" || mm["epoch"] != int64(1) {
+		t.Fatalf("replica read: %v", mm)
+	}
+	if meta, err := o2.Do(ctx, "FULCRUM.GETMETA", "k7").Result(); err != nil || meta.(map[any]any)["role"] != "primary" {
+		t.Fatalf("primary read: %v %v", meta, err)
+	}
+
+	// Kill the primary (node 1, also the control plane's first leader).
+	if err := stops[0](); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	retry(t, 20*time.Second, func() error {
+		if err := o2.Set(ctx, "after", "failover", 0).Err(); err != nil {
+			var recs []string
+			for _, r := range nodes[1].cluster.meta.View().Primaries {
+				recs = append(recs, fmt.Sprintf("%+v", r))
+			}
+			return fmt.Errorf("%w (records: %s)", err, strings.Join(recs, "; "))
+		}
+		return nil
+	})
+	t.Logf("writes resumed %v after the primary stopped", time.Since(killed).Round(time.Millisecond))
+	for i := 0; i < keys; i++ {
+		got, err := o2.Get(ctx, fmt.Sprintf("k%d", i)).Result()
+		if err != nil || got != fmt.Sprintf("v%d", i) {
+			t.Fatalf("k%d after failover: %q %v (a sync-acknowledged write was lost)", i, got, err)
+		}
+	}
+	if n, err := o2.Incr(ctx, "counter").Result(); err != nil || n != 2 {
+		t.Fatalf("counter after failover: %d %v", n, err)
+	}
+	after := primaryLayout(t, c2, "orders")
+	for _, p := range after {
+		if p != 2 && p != 3 {
+			t.Fatalf("primaries after failover %v: want nodes 2 or 3", after)
+		}
+	}
+
+	// Node 1 returns as a replica and catches up.
+	n1, _ := startNode(t, cfgs[0])
+	o1ro := nsClient(n1, true)
+	retry(t, 15*time.Second, func() error {
+		got, err := o1ro.Get(ctx, "after").Result()
+		if err != nil || got != "failover" {
+			return fmt.Errorf("node 1 replica read: %q %v", got, err)
+		}
+		return nil
+	})
+	if got := primaryLayout(t, c2, "orders"); !slices.Equal(got, after) {
+		t.Fatalf("primaries moved when node 1 returned: %v, were %v", got, after)
+	}
+}
