@@ -131,8 +131,25 @@ type clusterView struct {
 	Peers   map[string]string `json:"peers"`
 	Members []memberView      `json:"members"`
 	Shards  []shardView       `json:"shards"`
+	// Primaries are the node's replicas of replication=primary shards.
+	Primaries []primaryView `json:"primaries"`
 	// Engine is the engine's counters; they are printed as they come.
 	Engine map[string]json.RawMessage `json:"engine"`
+}
+
+type primaryView struct {
+	Namespace    string   `json:"namespace"`
+	Shard        int      `json:"shard"`
+	Role         string   `json:"role"`
+	Epoch        uint64   `json:"epoch"`
+	Primary      uint64   `json:"primary"`
+	Applied      uint64   `json:"applied"`
+	Recorded     []uint64 `json:"recorded_in_sync"`
+	LagEntries   uint64   `json:"lag_entries"`
+	LagMillis    int64    `json:"lag_ms"`
+	Lost         uint64   `json:"lost_writes"`
+	Failovers    int      `json:"failovers"`
+	LastFailover int64    `json:"last_failover"`
 }
 
 type memberView struct {
@@ -268,6 +285,9 @@ func writeClusterView(w io.Writer, v clusterView) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d shard replicas on node %d; it leads %d; %d without a known leader.\n", len(v.Shards), v.Node, leading, leaderless)
+	if len(v.Primaries) > 0 {
+		writePrimaries(w, v.Primaries)
+	}
 	if len(v.Engine) > 0 {
 		keys := make([]string, 0, len(v.Engine))
 		for k := range v.Engine {
@@ -416,4 +436,26 @@ func (m *ClusterRemoveMain) Run(ctx context.Context) error {
 	fmt.Fprintf(m.Stdout, "node %d is leaving: its replicas move to the other nodes.\n"+
 		"\"fulcrum cluster status --addr %s\" shows it as removed once it holds nothing; then stop it.\n", m.Node, host)
 	return nil
+}
+
+// writePrimaries prints the replication=primary shards held here: who is
+// primary in which epoch, the recorded in-sync set, this replica's lag,
+// the failovers and the writes this node set aside as lost.
+func writePrimaries(w io.Writer, ps []primaryView) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tSHARD\tROLE\tPRIMARY\tEPOCH\tAPPLIED\tIN-SYNC\tLAG\tFAILOVERS\tLAST FAILOVER\tLOST")
+	for _, p := range ps {
+		lag := fmt.Sprintf("%d (%dms)", p.LagEntries, p.LagMillis)
+		if p.LagMillis < 0 {
+			lag = fmt.Sprintf("%d (never caught up)", p.LagEntries)
+		}
+		last := "-"
+		if p.LastFailover > 0 {
+			last = time.UnixMilli(p.LastFailover).UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%d\n", p.Namespace, p.Shard, p.Role, p.Primary, p.Epoch,
+			p.Applied, joinIDs(p.Recorded), lag, p.Failovers, last, p.Lost)
+	}
+	tw.Flush()
 }

@@ -246,3 +246,72 @@ func TestProcessDev(t *testing.T) {
 		t.Errorf("dev had to kill nodes that did not stop on SIGTERM:\n%s", d.stderr)
 	}
 }
+
+// TestProcessDevPrimaryFailover runs "fulcrum dev", creates a
+// replication=primary namespace with sync acks through the CLI, kills the
+// node holding every shard's primary (active-passive: node 3) with
+// SIGKILL, and
+// checks that writes through another node resume within seconds, that
+// every acknowledged write is still there, and that "fulcrum cluster
+// status" shows the new epoch.
+func TestProcessDevPrimaryFailover(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "dev")
+	d, rows := startDev(t, dir, "--shards", "2")
+	d.waitStdout(t, "cluster ready", devReadyLimit)
+	code, out, errOut := run(t, "namespace", "create", "orders", "--replication", "primary", "--ack", "sync", "--shards", "2", "--addr", "http://"+rows[2].http)
+	if code != 0 {
+		t.Fatalf("namespace create: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "replication=primary ack=sync ack_replicas=1 availability=active-passive") {
+		t.Fatalf("namespace create printed:\n%s", out)
+	}
+	ctx := context.Background()
+	client := func(id int) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: rows[id].resp, MaxRetries: -1, PoolSize: 1,
+			OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.Do(ctx, "NAMESPACE", "orders").Err() }})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	n2, n1 := client(2), client(1)
+	setUntil := func(c *redis.Client, key, val string, limit time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			err := c.Set(ctx, key, val, 0).Err()
+			if err == nil {
+				return time.Since(start)
+			}
+			if time.Since(start) > limit {
+				t.Fatalf("SET %s: still failing after %v: %v", key, limit, err)
+			}
+			time.Sleep(20 * time.Millisecond) // polling a failover, under a deadline
+		}
+	}
+	setUntil(n2, "k0", "v0", 15*time.Second)
+	const keys = 40
+	for i := 1; i < keys; i++ {
+		if err := n2.Set(ctx, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i), 0).Err(); err != nil {
+			t.Fatalf("SET k%d: %v", i, err)
+		}
+	}
+	// Active-passive: node 3 (the highest id) is every shard's primary.
+	code, out, errOut = run(t, "cluster", "status", "--addr", "http://"+rows[3].http)
+	if code != 0 || len(regexp.MustCompile(`(?m)^orders\s+\d\s+primary\s+3\s+1\s`).FindAllString(out, -1)) != 2 {
+		t.Fatalf("cluster status of node 3 before the kill: want it primary of both shards in epoch 1 (exit %d):\n%s%s", code, out, errOut)
+	}
+	if err := syscall.Kill(rows[3].pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	took := setUntil(n2, "after", "failover", 20*time.Second)
+	t.Logf("writes through node 2 resumed %v after SIGKILL of the primary", took.Round(time.Millisecond))
+	for i := 0; i < keys; i++ {
+		if got, err := n1.Get(ctx, fmt.Sprintf("k%d", i)).Result(); err != nil || got != fmt.Sprintf("v%d", i) {
+			t.Fatalf("k%d through node 1 after failover: %q %v (an acknowledged sync write is gone)", i, got, err)
+		}
+	}
+	code, out, errOut = run(t, "cluster", "status", "--addr", "http://"+rows[1].http)
+	if code != 0 || !strings.Contains(out, "NAMESPACE  SHARD  ROLE") || !regexp.MustCompile(`orders\s+\d\s+\w+\s+[12]\s+2\s`).MatchString(out) {
+		t.Fatalf("cluster status after failover (exit %d):\n%s%s", code, out, errOut)
+	}
+}

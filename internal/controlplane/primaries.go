@@ -238,8 +238,10 @@ func (p *Primaries) decide(g *primaryGroup, ns kv.NamespaceInfo, sh kv.ShardInfo
 }
 
 // preferredPrimary is where the availability pattern puts a shard's
-// first primary: active-passive on one node for every shard (the lowest
-// id among the replicas, so the same node wherever it can be),
+// first primary: active-passive on one node for every shard (the highest
+// id among the replicas, so the same node wherever it can be, and not
+// the lowest, which the control plane's own leadership prefers: losing
+// both at once costs an election before the failover can start),
 // active-active on the shard's preferred replica, which placement
 // spreads over the nodes.
 func preferredPrimary(ns kv.NamespaceInfo, sh kv.ShardInfo) uint64 {
@@ -249,7 +251,7 @@ func preferredPrimary(ns kv.NamespaceInfo, sh kv.ShardInfo) uint64 {
 	if ns.Policy.Availability == kv.AvailabilityActiveActive {
 		return sh.Replicas[0]
 	}
-	return slices.Min(sh.Replicas)
+	return slices.Max(sh.Replicas)
 }
 
 // ackPolicy is a namespace's ack rule in failover's terms.

@@ -424,7 +424,9 @@ type ClusterStatus struct {
 	// addresses.
 	Members []controlplane.Member `json:"members"`
 	Shards  []ShardStatus         `json:"shards"`
-	Engine  raftstore.Stats       `json:"engine"`
+	// Primaries are the local replicas of replication=primary shards.
+	Primaries []PrimaryShardStatus `json:"primaries,omitempty"`
+	Engine    raftstore.Stats      `json:"engine"`
 }
 
 // ShardStatus is one local replica's state.
@@ -462,6 +464,7 @@ func (c *cluster) status() ClusterStatus {
 		}
 		st.Shards = append(st.Shards, s)
 	}
+	st.Primaries = c.primaryStatus()
 	sort.Slice(st.Shards, func(i, j int) bool {
 		a, b := st.Shards[i], st.Shards[j]
 		return a.Namespace < b.Namespace || (a.Namespace == b.Namespace && a.Shard < b.Shard)
@@ -506,6 +509,7 @@ func (c *cluster) info() []resp.InfoField {
 	if !ev.AntiEntropyLastFull.IsZero() {
 		lastFull = strconv.FormatInt(time.Since(ev.AntiEntropyLastFull).Milliseconds(), 10)
 	}
+	fields = append(fields, primaryInfo(st.Primaries)...)
 	return append(fields,
 		resp.InfoField{Name: "fulcrum_leaderless_hints_pending", Value: strconv.Itoa(ev.HintsPending)},
 		resp.InfoField{Name: "fulcrum_leaderless_hints_delivered", Value: strconv.FormatUint(ev.HintsDelivered, 10)},

@@ -5,13 +5,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fulcrumdb/fulcrum/internal/controlplane"
 	"github.com/fulcrumdb/fulcrum/internal/failover"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 	"github.com/fulcrumdb/fulcrum/internal/primary"
+	"github.com/fulcrumdb/fulcrum/internal/resp"
 	"github.com/fulcrumdb/fulcrum/internal/transport"
 )
 
@@ -228,3 +234,152 @@ func (p primaryRef) Read(ctx context.Context, shard int, ns string, key []byte, 
 }
 
 func (p primaryRef) Status(shard int) (primary.Status, error) { return p.c.primary.Status(shard) }
+
+// PrimaryShardStatus is one local replica of a replication=primary
+// shard, with the control plane's record of it.
+type PrimaryShardStatus struct {
+	Namespace string `json:"namespace"`
+	Shard     int    `json:"shard"`
+	Group     uint64 `json:"group"`
+	Role      string `json:"role"`
+	Epoch     uint64 `json:"epoch"`
+	Primary   uint64 `json:"primary"`
+	Applied   uint64 `json:"applied"`
+	// InSync is the primary's in-sync set (on the primary), Recorded the
+	// control plane's record of it.
+	InSync   []uint64 `json:"in_sync,omitempty"`
+	Recorded []uint64 `json:"recorded_in_sync"`
+	// LagEntries and LagMillis: how far this replica may be behind.
+	LagEntries uint64 `json:"lag_entries"`
+	LagMillis  int64  `json:"lag_ms"`
+	// Lost counts the writes this node moved aside when it met a newer
+	// primary (acknowledged ones under async); Degraded the writes taken
+	// with too few in-sync replicas (allow_degrade).
+	Lost     uint64 `json:"lost_writes"`
+	Degraded uint64 `json:"degraded_writes"`
+	// Failovers, LastFailover (Unix ms) and FailoverReason come from the
+	// control plane's record.
+	Failovers      int    `json:"failovers"`
+	LastFailover   int64  `json:"last_failover,omitempty"`
+	FailoverReason string `json:"failover_reason,omitempty"`
+	MayLoseAcked   bool   `json:"may_lose_acked,omitempty"`
+}
+
+// primaryStatus lists the local primary-shard replicas, in namespace and
+// shard order.
+func (c *cluster) primaryStatus() []PrimaryShardStatus {
+	v := c.meta.View()
+	var out []PrimaryShardStatus
+	for _, ns := range v.Namespaces {
+		if ns.Policy.Engine() != kv.EnginePrimary {
+			continue
+		}
+		for _, sh := range ns.Shards {
+			st, err := c.primary.Status(int(sh.Group))
+			if err != nil {
+				continue // not held here
+			}
+			rec := v.Primaries[sh.Group]
+			lag := st.Lag.Time.Milliseconds()
+			if st.Lag.Time == math.MaxInt64 {
+				lag = -1 // never caught up
+			}
+			out = append(out, PrimaryShardStatus{
+				Namespace: ns.Name, Shard: sh.Shard, Group: sh.Group, Role: st.Role.String(),
+				Epoch: uint64(st.Epoch), Primary: uint64(st.Primary), Applied: uint64(st.Applied),
+				InSync: nodeIDs(st.InSync), Recorded: nodeIDs(rec.ISR.Members),
+				LagEntries: st.Lag.LSN, LagMillis: lag, Lost: st.Lost, Degraded: st.Degraded,
+				Failovers: rec.Failovers, LastFailover: rec.LastFailover, FailoverReason: rec.Reason, MayLoseAcked: rec.MayLoseAcked,
+			})
+		}
+	}
+	slices.SortFunc(out, func(a, b PrimaryShardStatus) int {
+		if a.Namespace != b.Namespace {
+			return strings.Compare(a.Namespace, b.Namespace)
+		}
+		return a.Shard - b.Shard
+	})
+	return out
+}
+
+func nodeIDs(ids []failover.NodeID) []uint64 {
+	out := make([]uint64, len(ids))
+	for i, id := range ids {
+		out[i] = uint64(id)
+	}
+	return out
+}
+
+// primaryInfo is INFO's summary of the local primary-shard replicas.
+func primaryInfo(ps []PrimaryShardStatus) []resp.InfoField {
+	var primaries, lost, degraded, failovers, maxLagEntries uint64
+	maxLag := int64(0)
+	for _, p := range ps {
+		if p.Role == "primary" {
+			primaries++
+		}
+		lost += p.Lost
+		degraded += p.Degraded
+		failovers += uint64(p.Failovers)
+		maxLagEntries = max(maxLagEntries, p.LagEntries)
+		if p.LagMillis < 0 || maxLag < 0 {
+			maxLag = -1
+		} else {
+			maxLag = max(maxLag, p.LagMillis)
+		}
+	}
+	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
+	return []resp.InfoField{
+		{Name: "fulcrum_primary_shards_local", Value: strconv.Itoa(len(ps))},
+		{Name: "fulcrum_primary_shards_primary", Value: u(primaries)},
+		{Name: "fulcrum_primary_lost_writes", Value: u(lost)},
+		{Name: "fulcrum_primary_degraded_writes", Value: u(degraded)},
+		{Name: "fulcrum_primary_failovers", Value: u(failovers)},
+		{Name: "fulcrum_primary_max_lag_entries", Value: u(maxLagEntries)},
+		{Name: "fulcrum_primary_max_lag_ms", Value: strconv.FormatInt(maxLag, 10)},
+	}
+}
+
+// primaryCollector exports the local primary-shard replicas to
+// Prometheus, one series per shard.
+type primaryCollector struct{ c *cluster }
+
+var (
+	primaryLabels   = []string{"namespace", "shard"}
+	descPrimaryRole = prometheus.NewDesc("fulcrum_primary_is_primary", "1 if this node is the shard's primary, else 0.", primaryLabels, nil)
+	descEpoch       = prometheus.NewDesc("fulcrum_primary_epoch", "The shard's epoch as this replica knows it.", primaryLabels, nil)
+	descLagEntries  = prometheus.NewDesc("fulcrum_primary_lag_entries", "Log entries the primary had that this replica had not applied, as of the primary's last message.", primaryLabels, nil)
+	descLagSeconds  = prometheus.NewDesc("fulcrum_primary_lag_seconds", "Time since this replica last knew it held everything the primary had (0 on the primary; -1 if never).", primaryLabels, nil)
+	descInSync      = prometheus.NewDesc("fulcrum_primary_in_sync_replicas", "Replicas in the control plane's in-sync record.", primaryLabels, nil)
+	descLost        = prometheus.NewDesc("fulcrum_primary_lost_writes_total", "Writes this node moved aside when it met a newer primary (acknowledged ones under ack=async).", primaryLabels, nil)
+	descDegraded    = prometheus.NewDesc("fulcrum_primary_degraded_writes_total", "Writes taken with fewer in-sync replicas than ack_replicas (allow_degrade).", primaryLabels, nil)
+	descFailovers   = prometheus.NewDesc("fulcrum_primary_failovers_total", "Promotions after the first, from the control plane's record.", primaryLabels, nil)
+)
+
+func (p primaryCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPrimaryRole, descEpoch, descLagEntries, descLagSeconds, descInSync, descLost, descDegraded, descFailovers} {
+		ch <- d
+	}
+}
+
+func (p primaryCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range p.c.primaryStatus() {
+		l := []string{s.Namespace, strconv.Itoa(s.Shard)}
+		role := 0.0
+		if s.Role == "primary" {
+			role = 1
+		}
+		lag := float64(s.LagMillis) / 1000
+		if s.LagMillis < 0 {
+			lag = -1
+		}
+		ch <- prometheus.MustNewConstMetric(descPrimaryRole, prometheus.GaugeValue, role, l...)
+		ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(s.Epoch), l...)
+		ch <- prometheus.MustNewConstMetric(descLagEntries, prometheus.GaugeValue, float64(s.LagEntries), l...)
+		ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, lag, l...)
+		ch <- prometheus.MustNewConstMetric(descInSync, prometheus.GaugeValue, float64(len(s.Recorded)), l...)
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(s.Lost), l...)
+		ch <- prometheus.MustNewConstMetric(descDegraded, prometheus.CounterValue, float64(s.Degraded), l...)
+		ch <- prometheus.MustNewConstMetric(descFailovers, prometheus.CounterValue, float64(s.Failovers), l...)
+	}
+}

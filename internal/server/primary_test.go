@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -75,7 +78,7 @@ func TestClusterPrimaryFailover(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	o2, o3ro := nsClient(nodes[1], false), nsClient(nodes[2], true)
+	o2, o1ro := nsClient(nodes[1], false), nsClient(nodes[0], true)
 	retry(t, 15*time.Second, func() error { return o2.Set(ctx, "k0", "v0", 0).Err() })
 	const keys = 60
 	for i := 1; i < keys; i++ {
@@ -86,16 +89,16 @@ func TestClusterPrimaryFailover(t *testing.T) {
 	if err := o2.Incr(ctx, "counter").Err(); err != nil {
 		t.Fatal(err)
 	}
-	// Active-passive: every shard's primary is the lowest id.
+	// Active-passive: every shard's primary is the highest id.
 	retry(t, 5*time.Second, func() error {
-		if got := primaryLayout(t, c2, "orders"); !slices.Equal(got, []uint64{1, 1, 1}) {
-			return fmt.Errorf("primaries %v, want node 1 for every shard", got)
+		if got := primaryLayout(t, c2, "orders"); !slices.Equal(got, []uint64{3, 3, 3}) {
+			return fmt.Errorf("primaries %v, want node 3 for every shard", got)
 		}
 		return nil
 	})
 	// A replica read (READONLY) reports its role and lag; sync acks mean
 	// the replica already has every acknowledged write.
-	meta, err := o3ro.Do(ctx, "FULCRUM.GETMETA", "k7").Result()
+	meta, err := o1ro.Do(ctx, "FULCRUM.GETMETA", "k7").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,49 +110,109 @@ func TestClusterPrimaryFailover(t *testing.T) {
 		t.Fatalf("primary read: %v %v", meta, err)
 	}
 
-	// Kill the primary (node 1, also the control plane's first leader).
-	if err := stops[0](); err != nil {
+	// Stop the primary, node 3 (not the control plane's leader, which
+	// prefers node 1).
+	if err := stops[2](); err != nil {
 		t.Fatal(err)
 	}
-	killed := time.Now()
-	retry(t, 20*time.Second, func() error {
-		if err := o2.Set(ctx, "after", "failover", 0).Err(); err != nil {
-			var recs []string
-			for _, r := range nodes[1].cluster.meta.View().Primaries {
-				recs = append(recs, fmt.Sprintf("%+v", r))
+	failover := func(key string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		retry(t, 20*time.Second, func() error {
+			if err := o2.Set(ctx, key, "failover", 0).Err(); err != nil {
+				var recs []string
+				for _, r := range nodes[1].cluster.meta.View().Primaries {
+					recs = append(recs, fmt.Sprintf("%+v", r))
+				}
+				return fmt.Errorf("%w (records: %s)", err, strings.Join(recs, "; "))
 			}
-			return fmt.Errorf("%w (records: %s)", err, strings.Join(recs, "; "))
-		}
-		return nil
-	})
-	t.Logf("writes resumed %v after the primary stopped", time.Since(killed).Round(time.Millisecond))
-	for i := 0; i < keys; i++ {
-		got, err := o2.Get(ctx, fmt.Sprintf("k%d", i)).Result()
-		if err != nil || got != fmt.Sprintf("v%d", i) {
-			t.Fatalf("k%d after failover: %q %v (a sync-acknowledged write was lost)", i, got, err)
+			return nil
+		})
+		return time.Since(start)
+	}
+	t.Logf("writes resumed %v after the primary stopped", failover("after").Round(time.Millisecond))
+	checkAll := func() {
+		t.Helper()
+		for i := 0; i < keys; i++ {
+			got, err := o2.Get(ctx, fmt.Sprintf("k%d", i)).Result()
+			if err != nil || got != fmt.Sprintf("v%d", i) {
+				t.Fatalf("k%d after failover: %q %v (a sync-acknowledged write was lost)", i, got, err)
+			}
 		}
 	}
+	checkAll()
 	if n, err := o2.Incr(ctx, "counter").Result(); err != nil || n != 2 {
 		t.Fatalf("counter after failover: %d %v", n, err)
 	}
 	after := primaryLayout(t, c2, "orders")
 	for _, p := range after {
-		if p != 2 && p != 3 {
-			t.Fatalf("primaries after failover %v: want nodes 2 or 3", after)
+		if p != 1 && p != 2 {
+			t.Fatalf("primaries after failover %v: want nodes 1 or 2", after)
 		}
 	}
+	// The failover is visible: INFO, /v1/cluster and the metrics.
+	retry(t, 5*time.Second, func() error {
+		info, err := c2.Info(ctx, "cluster").Result()
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{"fulcrum_primary_shards_local:3", "fulcrum_primary_failovers:3", "fulcrum_primary_lost_writes:0"} {
+			if !strings.Contains(info, want+"\r\n") {
+				return fmt.Errorf("INFO cluster lacks %q:\n%s", want, info)
+			}
+		}
+		return nil
+	})
+	var status ClusterStatus
+	getJSONT(t, "http://"+nodes[1].HTTPAddr()+"/v1/cluster", &status)
+	if len(status.Primaries) != 3 || status.Primaries[0].Epoch != 2 || status.Primaries[0].Failovers != 1 || len(status.Primaries[0].Recorded) == 0 {
+		t.Fatalf("/v1/cluster primaries: %+v", status.Primaries)
+	}
+	metrics := httpGetT(t, "http://"+nodes[1].HTTPAddr()+"/metrics")
+	if !strings.Contains(metrics, `fulcrum_primary_epoch{namespace="orders",shard="0"} 2`) || !strings.Contains(metrics, `fulcrum_primary_failovers_total{namespace="orders",shard="2"} 1`) {
+		t.Fatalf("metrics lack the primary shards':\n%s", metrics)
+	}
 
-	// Node 1 returns as a replica and catches up.
-	n1, _ := startNode(t, cfgs[0])
-	o1ro := nsClient(n1, true)
+	// Node 3 returns as a replica and catches up; the primaries stay.
+	n3, _ := startNode(t, cfgs[2])
+	o3ro := nsClient(n3, true)
 	retry(t, 15*time.Second, func() error {
-		got, err := o1ro.Get(ctx, "after").Result()
+		got, err := o3ro.Get(ctx, "after").Result()
 		if err != nil || got != "failover" {
-			return fmt.Errorf("node 1 replica read: %q %v", got, err)
+			return fmt.Errorf("node 3 replica read: %q %v", got, err)
 		}
 		return nil
 	})
 	if got := primaryLayout(t, c2, "orders"); !slices.Equal(got, after) {
-		t.Fatalf("primaries moved when node 1 returned: %v, were %v", got, after)
+		t.Fatalf("primaries moved when node 3 returned: %v, were %v", got, after)
+	}
+
+	// Now node 1, the control plane's leader (and a primary if it took
+	// over): its successor takes office before the failover can start.
+	if err := stops[0](); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("writes resumed %v after the control plane's leader stopped", failover("after2").Round(time.Millisecond))
+	checkAll()
+}
+
+func httpGetT(t *testing.T, url string) string {
+	t.Helper()
+	r, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func getJSONT(t *testing.T, url string, out any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(httpGetT(t, url)), out); err != nil {
+		t.Fatalf("%s: %v", url, err)
 	}
 }

@@ -122,7 +122,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 		}
 		front = s.cluster.router
 		admin = namespaceAdmin{s.cluster}
-		s.metrics.Registry.MustRegister(s.cluster.node.Collector(), s.cluster.tr.Collector(), s.cluster.eventual.Collector())
+		s.metrics.Registry.MustRegister(s.cluster.node.Collector(), s.cluster.tr.Collector(), s.cluster.eventual.Collector(), primaryCollector{s.cluster})
 		info = append(info, resp.InfoSection{Name: "Cluster", Fields: s.cluster.info})
 	}
 	closeAll := func() {
