@@ -115,6 +115,13 @@ type Cluster struct {
 	// timeout, and bounds how long a replica may be away and rejoin
 	// without bringing deleted keys back.
 	TombstoneGrace Duration `toml:"tombstone_grace"`
+	// VIP is a service address (IPv4 with its prefix, e.g.
+	// "10.0.0.100/24") that the active node of the active-passive
+	// replication=primary namespaces carries on VIPInterface, moving to
+	// the new active on failover (Linux, with CAP_NET_ADMIN and
+	// CAP_NET_RAW). Empty: no address takeover; clients reach any node.
+	VIP          string `toml:"vip"`
+	VIPInterface string `toml:"vip_interface"`
 }
 
 // Data configures the storage engine.

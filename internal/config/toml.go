@@ -120,6 +120,13 @@ func (c Config) TOML() string {
 		"How long a deleted key of an eventual or weak namespace keeps its tombstone",
 		"(above hint_window + 2*anti_entropy + request_timeout). A replica away for",
 		"longer can bring deleted keys back: wipe it, or remove and re-add it.")
+	w.key("vip", quote(c.Cluster.VIP),
+		"A service address (e.g. \"10.0.0.100/24\") the active node of the active-passive",
+		"replication=primary namespaces carries on vip_interface and announces with",
+		"gratuitous ARP, moving on failover (Linux, CAP_NET_ADMIN and CAP_NET_RAW).",
+		"Empty: none; clients can send to any node.")
+	w.key("vip_interface", quote(c.Cluster.VIPInterface),
+		"The interface that carries vip, e.g. \"eth0\".")
 	return w.String()
 }
 

@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fulcrumdb/fulcrum/internal/vip"
 
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
@@ -242,6 +245,20 @@ func (v *validator) cluster(c Config) {
 	v.positiveDuration("cluster.hint_window", cl.HintWindow)
 	if floor := cl.HintWindow + 2*cl.AntiEntropy + cl.RequestTimeout; cl.TombstoneGrace <= floor {
 		v.addf("cluster.tombstone_grace: %s must exceed hint_window + 2*anti_entropy + request_timeout (%s), or a replica that missed a delete can bring the value back", cl.TombstoneGrace, floor)
+	}
+	if (cl.VIP == "") != (cl.VIPInterface == "") {
+		v.addf("cluster.vip and cluster.vip_interface go together (vip %q, vip_interface %q)", cl.VIP, cl.VIPInterface)
+	} else if cl.VIP != "" {
+		cfg := vip.DefaultConfig()
+		cfg.Interface = cl.VIPInterface
+		p, err := netip.ParsePrefix(cl.VIP)
+		if err == nil {
+			cfg.Address = p
+			err = cfg.Validate()
+		}
+		if err != nil {
+			v.addf("cluster.vip %q: %v", cl.VIP, err)
+		}
 	}
 	if cl.FailoverTimeout < Duration(100*time.Millisecond) || cl.FailoverTimeout > Duration(time.Minute) {
 		v.addf("cluster.failover_timeout: %s is not between 100ms and 1m", cl.FailoverTimeout)

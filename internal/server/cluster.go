@@ -208,6 +208,11 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		c.closeEngine()
 		return nil, err
 	}
+	vipOwner, err := newVIPOwner(cc.VIP, cc.VIPInterface)
+	if err != nil {
+		c.closeEngine()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
 	c.tr.Handle(transport.KindControl, transport.HandlerFuncs{OnServe: c.serveControl})
 	c.meta.Subscribe(c.reconcile)
 	c.meta.Start()
@@ -248,6 +253,13 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		defer c.wg.Done()
 		c.maintain(bctx, ids[0])
 	}()
+	if vipOwner != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.runVIP(bctx, vipOwner)
+		}()
+	}
 	return c, nil
 }
 
