@@ -4,6 +4,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -154,6 +155,34 @@ func TestProcessPartitionPrimaryFencing(t *testing.T) {
 		}
 		return nil
 	})
+	// The writes moved aside can be read back from member 3.
+	var set struct {
+		Writes []struct {
+			Namespace string `json:"namespace"`
+			Ops       []struct {
+				Op  string `json:"op"`
+				Key []byte `json:"key"`
+			} `json:"ops"`
+		} `json:"writes"`
+	}
+	resp, err := statusClient.Get("http://" + members[2].httpAddr + "/v1/cluster/lost-writes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&set)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	asideKeys := map[string]map[string]bool{}
+	for _, lw := range set.Writes {
+		if asideKeys[lw.Namespace] == nil {
+			asideKeys[lw.Namespace] = map[string]bool{}
+		}
+		for _, op := range lw.Ops {
+			asideKeys[lw.Namespace][string(op.Key)] = true
+		}
+	}
 	for _, mode := range modes {
 		w := ws[mode]
 		lost := 0
@@ -162,6 +191,9 @@ func TestProcessPartitionPrimaryFencing(t *testing.T) {
 			switch {
 			case err == redis.Nil:
 				lost++
+				if !asideKeys[mode][a.key] {
+					t.Fatalf("%s: %s was acknowledged and lost, but member 3's lost writes lack it", mode, a.key)
+				}
 			case err != nil:
 				t.Fatalf("%s: GET %s: %v", mode, a.key, err)
 			}

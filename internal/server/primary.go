@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -382,4 +383,63 @@ func (p primaryCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDegraded, prometheus.CounterValue, float64(s.Degraded), l...)
 		ch <- prometheus.MustNewConstMetric(descFailovers, prometheus.CounterValue, float64(s.Failovers), l...)
 	}
+}
+
+// LostWriteJSON is a write this node moved aside when it met a newer
+// primary (GET /v1/cluster/lost-writes): under ack=async, possibly
+// acknowledged to a client. Keys and values are base64 (JSON []byte).
+type LostWriteJSON struct {
+	Namespace string       `json:"namespace"`
+	Shard     int          `json:"shard"`
+	Epoch     uint64       `json:"epoch"`
+	LSN       uint64       `json:"lsn"`
+	Ops       []LostOpJSON `json:"ops"`
+	Timestamp int64        `json:"timestamp,omitempty"` // the write's HLC wall time, Unix ns
+}
+
+// LostOpJSON is one operation of a lost write.
+type LostOpJSON struct {
+	Op       string `json:"op"`
+	Key      []byte `json:"key,omitempty"`
+	Value    []byte `json:"value,omitempty"`
+	ExpireAt int64  `json:"expire_at,omitempty"`
+}
+
+// serveLostWrites answers GET /v1/cluster/lost-writes[?namespace=NS]:
+// the writes this node set aside, oldest first per shard, so an operator
+// can inspect them and write back what should survive. They are never
+// merged back on their own.
+func (c *cluster) serveLostWrites(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if r.Method != http.MethodGet {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		_ = json.NewEncoder(w).Encode(map[string]string{"code": string(kv.CodeInvalid), "message": "GET only"})
+		return
+	}
+	want := r.URL.Query().Get("namespace")
+	out := struct {
+		Node   uint64          `json:"node"`
+		Writes []LostWriteJSON `json:"writes"`
+	}{Node: c.id, Writes: []LostWriteJSON{}}
+	for _, ps := range c.primaryStatus() {
+		if want != "" && ps.Namespace != want {
+			continue
+		}
+		lost, err := c.primary.LostWrites(r.Context(), int(ps.Group))
+		if err != nil {
+			w.WriteHeader(http.StatusInternalServerError)
+			_ = json.NewEncoder(w).Encode(map[string]string{"code": string(kv.CodeOf(err)), "message": err.Error()})
+			return
+		}
+		for _, lw := range lost {
+			j := LostWriteJSON{Namespace: ps.Namespace, Shard: ps.Shard, Epoch: uint64(lw.Epoch), LSN: uint64(lw.LSN), Timestamp: lw.Batch.Timestamp.WallNanos}
+			for _, op := range lw.Batch.Ops {
+				j.Ops = append(j.Ops, LostOpJSON{Op: strings.ToLower(op.Kind.String()), Key: op.Key, Value: op.Value, ExpireAt: op.ExpireAt})
+			}
+			out.Writes = append(out.Writes, j)
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
 }

@@ -186,6 +186,10 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 				s.cluster.serveStatus(w, r)
 				return
 			}
+			if s.cluster != nil && r.URL.Path == "/v1/cluster/lost-writes" {
+				s.cluster.serveLostWrites(w, r)
+				return
+			}
 			if s.cluster != nil && r.URL.Path == "/v1/cluster/join" {
 				s.cluster.admit(w, r)
 				return
