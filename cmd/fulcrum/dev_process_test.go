@@ -274,6 +274,18 @@ func TestProcessDevPrimaryFailover(t *testing.T) {
 		return c
 	}
 	n2, n1 := client(2), client(1)
+	// A client that goes through "fulcrum proxy", which follows the active.
+	proxyAddr := freeAddrs(t, 1)[0]
+	var nodesFlag []string
+	for id := 1; id <= 3; id++ {
+		nodesFlag = append(nodesFlag, "http://"+rows[id].http)
+	}
+	px := launchNode(t, binary(t), "", proxyAddr, "", []string{"proxy", "--namespace", "orders", "--listen", proxyAddr,
+		"--nodes", strings.Join(nodesFlag, ","), "--poll", "50ms"})
+	px.waitOutput("listening on", 10*time.Second)
+	viaProxy := redis.NewClient(&redis.Options{Addr: proxyAddr, MaxRetries: -1, PoolSize: 1,
+		OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.Do(ctx, "NAMESPACE", "orders").Err() }})
+	t.Cleanup(func() { viaProxy.Close() })
 	setUntil := func(c *redis.Client, key, val string, limit time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()
@@ -300,11 +312,32 @@ func TestProcessDevPrimaryFailover(t *testing.T) {
 	if code != 0 || len(regexp.MustCompile(`(?m)^orders\s+\d\s+primary\s+3\s+1\s`).FindAllString(out, -1)) != 2 {
 		t.Fatalf("cluster status of node 3 before the kill: want it primary of both shards in epoch 1 (exit %d):\n%s%s", code, out, errOut)
 	}
+	nodeVia := func(c *redis.Client) string {
+		info, err := c.Info(ctx, "cluster").Result()
+		if err != nil {
+			return err.Error()
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "fulcrum_node_id:"); ok {
+				return v
+			}
+		}
+		return "?"
+	}
+	setUntil(viaProxy, "p0", "v", 10*time.Second)
+	if got := nodeVia(viaProxy); got != "3" {
+		t.Fatalf("the proxy sends clients to node %s, want the active node 3", got)
+	}
 	if err := syscall.Kill(rows[3].pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	took := setUntil(n2, "after", "failover", 20*time.Second)
 	t.Logf("writes through node 2 resumed %v after SIGKILL of the primary", took.Round(time.Millisecond))
+	took = setUntil(viaProxy, "p1", "v", 10*time.Second)
+	if got := nodeVia(viaProxy); got != "1" && got != "2" {
+		t.Fatalf("after the failover the proxy sends clients to node %s", got)
+	}
+	t.Logf("and through the proxy %v after that, to node %s", took.Round(time.Millisecond), nodeVia(viaProxy))
 	for i := 0; i < keys; i++ {
 		if got, err := n1.Get(ctx, fmt.Sprintf("k%d", i)).Result(); err != nil || got != fmt.Sprintf("v%d", i) {
 			t.Fatalf("k%d through node 1 after failover: %q %v (an acknowledged sync write is gone)", i, got, err)

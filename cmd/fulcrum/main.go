@@ -91,6 +91,7 @@ Commands:
   set             store a value
   del             delete keys
   scan            list keys
+  proxy           send clients to a primary namespace's active node
   bench           measure throughput and latency of servers
   version         print the version
   help            print help: fulcrum help <command>
@@ -164,6 +165,8 @@ func (m *Main) command(name string) command {
 		return &ScanMain{clientMain: m.clientMain("scan")}
 	case "version":
 		return &VersionMain{Stdout: m.Stdout, Stderr: m.Stderr}
+	case "proxy":
+		return &ProxyMain{Stdout: m.Stdout, Stderr: m.Stderr, Notify: m.Notify, StopNotify: m.StopNotify}
 	case "bench":
 		return &BenchMain{Stdout: m.Stdout, Stderr: m.Stderr, Notify: m.Notify, StopNotify: m.StopNotify}
 	}
