@@ -216,3 +216,88 @@ func getJSONT(t *testing.T, url string, out any) {
 		t.Fatalf("%s: %v", url, err)
 	}
 }
+
+// TestClusterPrimaryActiveActive: an active-active namespace spreads its
+// primaries over the nodes and serves reads from every replica; a node's
+// death fails over only its own shards.
+func TestClusterPrimaryActiveActive(t *testing.T) {
+	cfgs := clusterConfigs(t, 3)
+	nodes, stops := startCluster(t, cfgs)
+	ctx := context.Background()
+	c1 := respClient(t, nodes[0])
+	retry(t, 15*time.Second, func() error { return c1.Set(ctx, "strong", "1", 0).Err() })
+	if err := c1.Do(ctx, "FULCRUM.NAMESPACE", "CREATE", "events", "REPLICATION", "primary", "ACK", "semi", "ACKREPLICAS", "1",
+		"AVAILABILITY", "active-active", "SHARDS", "6").Err(); err != nil {
+		t.Fatal(err)
+	}
+	nsClient := func(s *Server) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: s.RESPAddr(), MaxRetries: -1, PoolSize: 1,
+			OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.Do(ctx, "NAMESPACE", "events").Err() }})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	e1, e2 := nsClient(nodes[0]), nsClient(nodes[1])
+	retry(t, 15*time.Second, func() error {
+		for i := 0; i < 30; i++ {
+			if err := e1.Set(ctx, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i), 0).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var before []uint64
+	retry(t, 5*time.Second, func() error {
+		before = primaryLayout(t, c1, "events")
+		spread := map[uint64]bool{}
+		for _, p := range before {
+			if p == 0 {
+				return fmt.Errorf("primaries %v: some shard has none", before)
+			}
+			spread[p] = true
+		}
+		if len(spread) != 3 {
+			return fmt.Errorf("primaries %v: want all three nodes", before)
+		}
+		return nil
+	})
+	// Reads are served by the local replica, which reports its role.
+	retry(t, 5*time.Second, func() error {
+		roles := map[string]int{}
+		for i := 0; i < 30; i++ {
+			m, err := e2.Do(ctx, "FULCRUM.GETMETA", fmt.Sprintf("k%d", i)).Result()
+			if err != nil {
+				return err
+			}
+			mm := m.(map[any]any)
+			if mm["value"] != fmt.Sprintf("v%d", i) {
+				return fmt.Errorf("k%d on node 2: %v (semi acks: a replica may lag)", i, mm)
+			}
+			roles[fmt.Sprint(mm["role"])]++
+		}
+		if roles["primary"] == 0 || roles["replica"] == 0 {
+			return fmt.Errorf("node 2 answered as %v: want both its primaries and its replicas", roles)
+		}
+		return nil
+	})
+
+	if err := stops[2](); err != nil {
+		t.Fatal(err)
+	}
+	retry(t, 20*time.Second, func() error {
+		for i := 0; i < 30; i++ {
+			if err := e1.Set(ctx, fmt.Sprintf("k%d", i), "after", 0).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	after := primaryLayout(t, c1, "events")
+	for s := range after {
+		switch {
+		case after[s] == 3:
+			t.Fatalf("shard %d still has the dead node 3 as primary: %v", s, after)
+		case before[s] != 3 && after[s] != before[s]:
+			t.Fatalf("shard %d moved from node %d though only node 3 died: %v -> %v", s, before[s], before, after)
+		}
+	}
+}
