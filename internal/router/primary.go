@@ -128,10 +128,7 @@ func (r *Router) readPrimary(ctx context.Context, n *Namespace, key []byte) (kv.
 	}
 	shard := placement.ShardOf(n.Name, key, n.Shards)
 	group := n.Groups[shard]
-	stale, anyReplica := kv.ReplicaReadsFrom(ctx)
-	if !anyReplica && n.Policy.Availability == kv.AvailabilityActiveActive {
-		stale, anyReplica = -1, true
-	}
+	stale, anyReplica := replicaReads(ctx, n)
 	if anyReplica && r.local(n, shard) {
 		res, err := r.cfg.Primaries.Read(ctx, int(group), n.Name, key, stale)
 		if err == nil || !errors.Is(err, primary.ErrTooStale) {
@@ -290,4 +287,122 @@ func (r *Router) servePrimary(ctx context.Context, op byte, group uint64, body [
 		}
 		return appendPrimaryGet(nil, m), nil
 	}
+}
+
+// replicaReads is the request's replica-read bound: READONLY's, or any
+// lag in an active-active namespace. ok is false when the primary must
+// answer.
+func replicaReads(ctx context.Context, n *Namespace) (maxStaleness time.Duration, ok bool) {
+	if d, ok := kv.ReplicaReadsFrom(ctx); ok {
+		return d, true
+	}
+	if n.Policy.Availability == kv.AvailabilityActiveActive {
+		return -1, true
+	}
+	return 0, false
+}
+
+// primaryCover assigns each shard of a primary namespace to the node
+// whose copy a scan reads: the shard's primary, or, when replicas may
+// answer, the nearest replica (as for any namespace).
+func (r *Router) primaryCover(ctx context.Context, n *Namespace) (map[uint64][]int, error) {
+	if r.cfg.Primaries == nil {
+		return nil, kv.Errorf(kv.CodeNotSupported, "namespace %q is replication=primary, which this node does not run", n.Name)
+	}
+	if _, ok := replicaReads(ctx, n); ok {
+		return r.cover(n), nil
+	}
+	out := make(map[uint64][]int)
+	for s := 0; s < n.Shards; s++ {
+		p := r.primaryOf(n, s)
+		if p == 0 {
+			return nil, kv.Errorf(kv.CodeUnavailable, "shard %d of %q: %w (a failover is under way or the first primary is not chosen yet)", s, n.Name, errNoPrimary)
+		}
+		out[p] = append(out[p], s)
+	}
+	return out, nil
+}
+
+// localPrimaryScan reads shards (nil: all) of a primary namespace from
+// this node's copies: each must be the shard's primary holding its lease
+// before and after the read (so the read falls within the lease), or,
+// with replica reads, within the staleness bound.
+func (r *Router) localPrimaryScan(ctx context.Context, n *Namespace, req kv.ScanRequest, shards []int) (kv.ScanResult, error) {
+	if shards == nil {
+		for s := 0; s < n.Shards; s++ {
+			shards = append(shards, s)
+		}
+	} else {
+		req.ShardSet, req.Shards = shards, n.Shards
+	}
+	stale, anyReplica := replicaReads(ctx, n)
+	check := func() error {
+		for _, s := range shards {
+			st, err := r.cfg.Primaries.Status(int(n.Groups[s]))
+			if err != nil {
+				return err
+			}
+			switch {
+			case anyReplica && stale >= 0 && st.Lag.Time > stale:
+				return kv.Errorf(kv.CodeUnavailable, "shard %d of %q on node %d: %w: lag %v, bound %v", s, n.Name, r.cfg.Self, primary.ErrTooStale, st.Lag.Time, stale)
+			case !anyReplica && (st.Role != primary.Primary || st.Lag.Time != 0):
+				return kv.Errorf(kv.CodeNotLeader, "shard %d of %q: node %d is not its primary holding a lease (primary: node %d)", s, n.Name, r.cfg.Self, st.Primary)
+			}
+		}
+		return nil
+	}
+	if err := check(); err != nil {
+		return kv.ScanResult{}, err
+	}
+	res, err := r.cfg.Store.Scan(ctx, req)
+	if err != nil {
+		return kv.ScanResult{}, err
+	}
+	if err := check(); err != nil {
+		return kv.ScanResult{}, err
+	}
+	return res, nil
+}
+
+// appendPrimaryScan encodes a scan of a primary namespace's shards for
+// another node, with the request's replica-read bound (-2: none).
+func appendPrimaryScan(ctx context.Context, req kv.ScanRequest) []byte {
+	bound := int64(-2)
+	if d, ok := kv.ReplicaReadsFrom(ctx); ok {
+		bound = int64(max(d, -1))
+	}
+	msg := binary.AppendVarint(appendHeader(nil, opPrimaryScan, 0), bound)
+	return appendScanRequest(msg, req)
+}
+
+// servePrimaryScan answers another node's scan of shards it covers.
+func (r *Router) servePrimaryScan(ctx context.Context, from transport.NodeID, body []byte) ([]byte, error) {
+	bound, k := binary.Varint(body)
+	if k <= 0 {
+		return nil, kv.Errorf(kv.CodeInvalid, "router: corrupt primary scan from node %d", from)
+	}
+	if bound != -2 {
+		ctx = kv.WithReplicaReads(ctx, time.Duration(bound))
+	}
+	req, err := decodeScanRequest(body[k:])
+	if err != nil {
+		return nil, err
+	}
+	n, err := r.namespace(ctx, req.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	if !primaryNS(n) || req.Shards != n.Shards || r.cfg.Primaries == nil {
+		return nil, kv.Errorf(kv.CodeUnavailable, "scan of %q: the nodes disagree on its layout", n.Name)
+	}
+	for _, s := range req.ShardSet {
+		if s < 0 || s >= n.Shards || !r.local(n, s) {
+			return nil, kv.Errorf(kv.CodeUnavailable, "node %d has no replica of shard %d of %q", r.cfg.Self, s, n.Name)
+		}
+	}
+	res, err := r.localPrimaryScan(ctx, n, req, req.ShardSet)
+	if err != nil {
+		return nil, err
+	}
+	return appendScanResult(nil, res), nil
 }

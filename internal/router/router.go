@@ -377,10 +377,12 @@ func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, e
 	if leaderlessNS(n) {
 		return kv.ScanResult{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s: scans (KEYS, SCAN) are not supported there yet", n.Name, n.Policy.Consistency)
 	}
-	if primaryNS(n) {
-		return kv.ScanResult{}, kv.Errorf(kv.CodeNotSupported, "namespace %q is replication=primary: scans (KEYS, SCAN) are not supported there yet", n.Name)
-	}
 	cover := r.cover(n)
+	if primaryNS(n) {
+		if cover, err = r.primaryCover(ctx, n); err != nil {
+			return kv.ScanResult{}, err
+		}
+	}
 	if mine, ok := cover[r.cfg.Self]; ok && len(cover) == 1 && len(mine) == n.Shards {
 		return r.localScan(ctx, n, req, nil)
 	}
@@ -390,6 +392,9 @@ func (r *Router) Scan(ctx context.Context, req kv.ScanRequest) (kv.ScanResult, e
 // localScan reads shards (nil: all) of the namespace from this node's
 // replicas after their barriers.
 func (r *Router) localScan(ctx context.Context, n *Namespace, req kv.ScanRequest, shards []int) (kv.ScanResult, error) {
+	if primaryNS(n) {
+		return r.localPrimaryScan(ctx, n, req, shards)
+	}
 	if shards == nil {
 		for s := 0; s < n.Shards; s++ {
 			shards = append(shards, s)
@@ -522,6 +527,9 @@ func (r *Router) mergedScan(ctx context.Context, n *Namespace, req kv.ScanReques
 			sub := req
 			sub.ShardSet, sub.Shards = shards, n.Shards
 			msg := appendScanRequest(appendHeader(nil, opScan, 0), sub)
+			if primaryNS(n) {
+				msg = appendPrimaryScan(ctx, sub)
+			}
 			reply, err := r.cfg.Transport.Call(ctx, transport.NodeID(id), transport.KindForward, msg)
 			if err != nil {
 				if errors.Is(err, transport.ErrUnreachable) || errors.Is(err, transport.ErrUnknownPeer) {
@@ -615,6 +623,7 @@ const (
 	opEventualDelete = 5
 	opPrimaryWrite   = 6
 	opPrimaryGet     = 7
+	opPrimaryScan    = 8
 )
 
 // appendScanRequest encodes what a remote needs of req (not Match).
@@ -795,6 +804,8 @@ func (r *Router) Serve(ctx context.Context, from transport.NodeID, kind transpor
 		return r.serveEventual(ctx, op, body)
 	case opPrimaryWrite, opPrimaryGet:
 		return r.servePrimary(ctx, op, group, body)
+	case opPrimaryScan:
+		return r.servePrimaryScan(ctx, from, body)
 	case opWrite:
 		b, err := kv.DecodeBatch(body)
 		if err != nil {

@@ -109,6 +109,34 @@ func TestClusterPrimaryFailover(t *testing.T) {
 	if meta, err := o2.Do(ctx, "FULCRUM.GETMETA", "k7").Result(); err != nil || meta.(map[any]any)["role"] != "primary" {
 		t.Fatalf("primary read: %v %v", meta, err)
 	}
+	// Scans: from the primaries (node 2 holds none), or from the local
+	// replicas with READONLY; SCAN pages through every key once.
+	for name, c := range map[string]*redis.Client{"primaries": o2, "replicas": o1ro} {
+		ks, err := c.Keys(ctx, "*").Result()
+		if err != nil || len(ks) != keys+1 {
+			t.Fatalf("KEYS * from the %s: %d keys, %v; want %d", name, len(ks), err, keys+1)
+		}
+		seen := map[string]bool{}
+		var cursor uint64
+		for {
+			page, next, err := c.Scan(ctx, cursor, "k*", 7).Result()
+			if err != nil {
+				t.Fatalf("SCAN from the %s: %v", name, err)
+			}
+			for _, k := range page {
+				if seen[k] {
+					t.Fatalf("SCAN from the %s returned %s twice", name, k)
+				}
+				seen[k] = true
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+		if len(seen) != keys {
+			t.Fatalf("SCAN k* from the %s: %d keys, want %d", name, len(seen), keys)
+		}
+	}
 
 	// Stop the primary, node 3 (not the control plane's leader, which
 	// prefers node 1).
