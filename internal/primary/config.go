@@ -3,6 +3,7 @@ package primary
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/failover"
@@ -72,6 +73,9 @@ type Config struct {
 	// Now is the wall clock for a write's expiry time (kv.Batch.Now) and
 	// its HLC timestamp. Nil means time.Now.
 	Now func() time.Time
+	// Logger reports in-sync set changes and degraded episodes. Nil
+	// discards.
+	Logger *slog.Logger
 }
 
 // DefaultConfig returns the failover package's defaults with heartbeats

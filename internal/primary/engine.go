@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -130,6 +131,9 @@ type Status struct {
 	// NeedSnapshot: the replica waits for a snapshot before it applies or
 	// acks anything.
 	NeedSnapshot bool
+	// ISRLeft and ISRJoined count the replicas that left and joined the
+	// in-sync set while this node was primary (each also logged).
+	ISRLeft, ISRJoined uint64
 }
 
 // LostWrite is a write set aside when this node met a primary whose log
@@ -179,6 +183,9 @@ func New(cfg Config, ep transport.Endpoint, st *storage.Store, auth Authority) (
 	}
 	if cfg.Owns == nil {
 		cfg.Owns = func(ns string) bool { return !strings.HasPrefix(ns, "_") }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, ep: ep, store: st, auth: auth,
 		hlc: hlc.New(func() int64 { return cfg.Now().UnixNano() })}

@@ -56,6 +56,11 @@ type shard struct {
 		peers      map[failover.NodeID]*peer
 		waiters    []*writeReq // ascending LSN, not yet acknowledged
 		degraded   uint64
+		// degrading is set while writes are being admitted degraded,
+		// so the start and the end of an episode are reported once.
+		degrading bool
+		// isrLeft and isrJoined count in-sync set changes (all epochs).
+		isrLeft, isrJoined uint64
 
 		// Replica.
 		reconciled  failover.Epoch // the epoch whose history this log was checked against
@@ -390,6 +395,15 @@ func (s *shard) appendWrites(ws []*writeReq) {
 	if degraded {
 		s.mu.degraded += uint64(len(taken))
 	}
+	if degraded != s.mu.degrading {
+		s.mu.degrading = degraded
+		if degraded {
+			s.e.cfg.Logger.Warn("primary: taking writes with fewer in-sync replicas than the policy needs (allow_degrade): a failover may lose them",
+				"shard", s.id, "epoch", st.Epoch, "in_sync", s.mu.isr.InSync(), "need", s.policy.K)
+		} else {
+			s.e.cfg.Logger.Info("primary: enough in-sync replicas again; writes are no longer degraded", "shard", s.id, "epoch", st.Epoch)
+		}
+	}
 	_ = s.mu.isr.Appended(st.Last, s.clock()) // LSNs only grow here
 	s.mu.waiters = append(s.mu.waiters, taken...)
 	s.releaseLocked()
@@ -695,7 +709,15 @@ func (s *shard) isrTick() {
 		return
 	}
 	s.mu.isr.Tick(s.clock())
-	s.mu.isr.Events() // not reported yet; see the package doc
+	for _, ev := range s.mu.isr.Events() {
+		if ev.Change == failover.Left {
+			s.mu.isrLeft++
+			s.e.cfg.Logger.Warn("primary: replica left the in-sync set", "shard", s.id, "epoch", s.mu.st.Epoch, "replica", ev.Replica, "reason", ev.Reason)
+		} else {
+			s.mu.isrJoined++
+			s.e.cfg.Logger.Info("primary: replica joined the in-sync set", "shard", s.id, "epoch", s.mu.st.Epoch, "replica", ev.Replica)
+		}
+	}
 	s.releaseLocked()
 	p, ok := s.mu.isr.Propose()
 	epoch := s.mu.st.Epoch
@@ -730,7 +752,8 @@ func (s *shard) status() Status {
 	defer s.mu.Unlock()
 	st := s.mu.st
 	out := Status{Shard: s.id, Role: s.mu.role, Epoch: st.Epoch, Primary: st.Primary, Applied: st.Last, LastEpoch: st.LastEpoch,
-		Lost: st.Lost, LostUnrecorded: st.LostUnrecorded, Degraded: s.mu.degraded, NeedSnapshot: st.NeedSnapshot}
+		Lost: st.Lost, LostUnrecorded: st.LostUnrecorded, Degraded: s.mu.degraded, NeedSnapshot: st.NeedSnapshot,
+		ISRLeft: s.mu.isrLeft, ISRJoined: s.mu.isrJoined}
 	never := Lag{Time: math.MaxInt64}
 	switch {
 	case s.mu.role == Primary:

@@ -65,6 +65,7 @@ func (c *cluster) startPrimary(timeout time.Duration, now func() time.Time, logg
 	cfg.RPCTimeout = fc.RenewInterval
 	cfg.Clock = mono
 	cfg.Now = now
+	cfg.Logger = logger.With("component", "primary")
 	cfg.Owns = func(ns string) bool {
 		n, ok := c.meta.View().Namespaces[ns]
 		return ok && n.Policy.Engine() == kv.EnginePrimary
@@ -258,6 +259,10 @@ type PrimaryShardStatus struct {
 	// with too few in-sync replicas (allow_degrade).
 	Lost     uint64 `json:"lost_writes"`
 	Degraded uint64 `json:"degraded_writes"`
+	// ISRLeft and ISRJoined count the replicas that left and joined the
+	// in-sync set while this node was primary.
+	ISRLeft   uint64 `json:"isr_left"`
+	ISRJoined uint64 `json:"isr_joined"`
 	// Failovers, LastFailover (Unix ms) and FailoverReason come from the
 	// control plane's record.
 	Failovers      int    `json:"failovers"`
@@ -289,7 +294,7 @@ func (c *cluster) primaryStatus() []PrimaryShardStatus {
 				Namespace: ns.Name, Shard: sh.Shard, Group: sh.Group, Role: st.Role.String(),
 				Epoch: uint64(st.Epoch), Primary: uint64(st.Primary), Applied: uint64(st.Applied),
 				InSync: nodeIDs(st.InSync), Recorded: nodeIDs(rec.ISR.Members),
-				LagEntries: st.Lag.LSN, LagMillis: lag, Lost: st.Lost, Degraded: st.Degraded,
+				LagEntries: st.Lag.LSN, LagMillis: lag, Lost: st.Lost, Degraded: st.Degraded, ISRLeft: st.ISRLeft, ISRJoined: st.ISRJoined,
 				Failovers: rec.Failovers, LastFailover: rec.LastFailover, FailoverReason: rec.Reason, MayLoseAcked: rec.MayLoseAcked,
 			})
 		}
@@ -313,7 +318,7 @@ func nodeIDs(ids []failover.NodeID) []uint64 {
 
 // primaryInfo is INFO's summary of the local primary-shard replicas.
 func primaryInfo(ps []PrimaryShardStatus) []resp.InfoField {
-	var primaries, lost, degraded, failovers, maxLagEntries uint64
+	var primaries, lost, degraded, failovers, maxLagEntries, left, joined uint64
 	maxLag := int64(0)
 	for _, p := range ps {
 		if p.Role == "primary" {
@@ -322,6 +327,8 @@ func primaryInfo(ps []PrimaryShardStatus) []resp.InfoField {
 		lost += p.Lost
 		degraded += p.Degraded
 		failovers += uint64(p.Failovers)
+		left += p.ISRLeft
+		joined += p.ISRJoined
 		maxLagEntries = max(maxLagEntries, p.LagEntries)
 		if p.LagMillis < 0 || maxLag < 0 {
 			maxLag = -1
@@ -336,6 +343,8 @@ func primaryInfo(ps []PrimaryShardStatus) []resp.InfoField {
 		{Name: "fulcrum_primary_lost_writes", Value: u(lost)},
 		{Name: "fulcrum_primary_degraded_writes", Value: u(degraded)},
 		{Name: "fulcrum_primary_failovers", Value: u(failovers)},
+		{Name: "fulcrum_primary_isr_left", Value: u(left)},
+		{Name: "fulcrum_primary_isr_joined", Value: u(joined)},
 		{Name: "fulcrum_primary_max_lag_entries", Value: u(maxLagEntries)},
 		{Name: "fulcrum_primary_max_lag_ms", Value: strconv.FormatInt(maxLag, 10)},
 	}
@@ -355,10 +364,11 @@ var (
 	descLost        = prometheus.NewDesc("fulcrum_primary_lost_writes_total", "Writes this node moved aside when it met a newer primary (acknowledged ones under ack=async).", primaryLabels, nil)
 	descDegraded    = prometheus.NewDesc("fulcrum_primary_degraded_writes_total", "Writes taken with fewer in-sync replicas than ack_replicas (allow_degrade).", primaryLabels, nil)
 	descFailovers   = prometheus.NewDesc("fulcrum_primary_failovers_total", "Promotions after the first, from the control plane's record.", primaryLabels, nil)
+	descISRChanges  = prometheus.NewDesc("fulcrum_primary_isr_changes_total", "Replicas that left or joined the in-sync set while this node was primary.", append(slices.Clone(primaryLabels), "change"), nil)
 )
 
 func (p primaryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPrimaryRole, descEpoch, descLagEntries, descLagSeconds, descInSync, descLost, descDegraded, descFailovers} {
+	for _, d := range []*prometheus.Desc{descPrimaryRole, descEpoch, descLagEntries, descLagSeconds, descInSync, descLost, descDegraded, descFailovers, descISRChanges} {
 		ch <- d
 	}
 }
@@ -382,6 +392,8 @@ func (p primaryCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(s.Lost), l...)
 		ch <- prometheus.MustNewConstMetric(descDegraded, prometheus.CounterValue, float64(s.Degraded), l...)
 		ch <- prometheus.MustNewConstMetric(descFailovers, prometheus.CounterValue, float64(s.Failovers), l...)
+		ch <- prometheus.MustNewConstMetric(descISRChanges, prometheus.CounterValue, float64(s.ISRLeft), append(l, "left")...)
+		ch <- prometheus.MustNewConstMetric(descISRChanges, prometheus.CounterValue, float64(s.ISRJoined), append(l, "joined")...)
 	}
 }
 

@@ -191,6 +191,17 @@ func TestClusterPrimaryFailover(t *testing.T) {
 		}
 		return nil
 	})
+	// The new primary saw the other survivor join its in-sync set.
+	retry(t, 5*time.Second, func() error {
+		var st ClusterStatus
+		getJSONT(t, "http://"+nodes[after[0]-1].HTTPAddr()+"/v1/cluster", &st)
+		for _, p := range st.Primaries {
+			if p.Shard == 0 && p.ISRJoined == 0 {
+				return fmt.Errorf("node %d, primary of shard 0, counts no replica joining its in-sync set: %+v", after[0], p)
+			}
+		}
+		return nil
+	})
 	var status ClusterStatus
 	getJSONT(t, "http://"+nodes[1].HTTPAddr()+"/v1/cluster", &status)
 	if len(status.Primaries) != 3 || status.Primaries[0].Epoch != 2 || status.Primaries[0].Failovers != 1 || len(status.Primaries[0].Recorded) == 0 {
