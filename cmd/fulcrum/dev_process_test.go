@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	fulcrum "github.com/fulcrumdb/fulcrum/client"
 )
 
 // devReadyLimit bounds how long "fulcrum dev" may take to report a ready
@@ -324,6 +326,15 @@ func TestProcessDevPrimaryFailover(t *testing.T) {
 		}
 		return "?"
 	}
+	// And a Go client (package client) that follows the active itself.
+	fc, err := fulcrum.New(ctx, fulcrum.Options{Nodes: nodesFlag, Namespace: "orders", Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	if err := fc.Set(ctx, "c0", "v"); err != nil || fc.Node() != 3 {
+		t.Fatalf("Go client: SET %v, talking to node %d; want the active node 3", err, fc.Node())
+	}
 	setUntil(viaProxy, "p0", "v", 10*time.Second)
 	if got := nodeVia(viaProxy); got != "3" {
 		t.Fatalf("the proxy sends clients to node %s, want the active node 3", got)
@@ -338,6 +349,21 @@ func TestProcessDevPrimaryFailover(t *testing.T) {
 		t.Fatalf("after the failover the proxy sends clients to node %s", got)
 	}
 	t.Logf("and through the proxy %v after that, to node %s", took.Round(time.Millisecond), nodeVia(viaProxy))
+	start := time.Now()
+	for {
+		err := fc.Set(ctx, "c1", "v")
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("Go client: SET after the failover: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // a write is not retried after a lost connection: the caller retries
+	}
+	if got, ok, err := fc.Get(ctx, "c0"); err != nil || !ok || got != "v" || (fc.Node() != 1 && fc.Node() != 2) {
+		t.Fatalf("Go client after the failover: GET c0 = %q %v %v from node %d", got, ok, err, fc.Node())
+	}
+	t.Logf("and the Go client %v after that, to node %d", time.Since(start).Round(time.Millisecond), fc.Node())
 	for i := 0; i < keys; i++ {
 		if got, err := n1.Get(ctx, fmt.Sprintf("k%d", i)).Result(); err != nil || got != fmt.Sprintf("v%d", i) {
 			t.Fatalf("k%d through node 1 after failover: %q %v (an acknowledged sync write is gone)", i, got, err)

@@ -247,6 +247,7 @@ type namespaceView struct {
 }
 
 type clusterView struct {
+	Node    uint64 `json:"node"`
 	Members []struct {
 		ID       uint64 `json:"id"`
 		PeerAddr string `json:"peer_addr"`
@@ -254,16 +255,22 @@ type clusterView struct {
 	} `json:"members"`
 }
 
-// resolve asks one node for the namespace's active node: the primary of
-// most of its shards (ties to the highest id, as the control plane's
-// active-passive placement), and that member's RESP address.
 func (p *Proxy) resolve(ctx context.Context, base string) (Target, error) {
+	return Resolve(ctx, p.cfg.HTTP, base, p.cfg.Namespace)
+}
+
+// Resolve asks one member (its HTTP API base URL) for a
+// replication=primary namespace's active node: the primary of most of
+// its shards (ties to the highest id, as the control plane's
+// active-passive placement), and that member's RESP address. A zero
+// Target with no error means no shard has a primary yet.
+func Resolve(ctx context.Context, hc *http.Client, base, namespace string) (Target, error) {
 	var ns namespaceView
-	if err := p.get(ctx, base+"/v1/namespaces/"+url.PathEscape(p.cfg.Namespace), &ns); err != nil {
+	if err := get(ctx, hc, base+"/v1/namespaces/"+url.PathEscape(namespace), &ns); err != nil {
 		return Target{}, err
 	}
 	if ns.Policy.Replication != "primary" {
-		return Target{}, fmt.Errorf("namespace %q is not replication=primary", p.cfg.Namespace)
+		return Target{}, fmt.Errorf("namespace %q is not replication=primary", namespace)
 	}
 	count := make(map[uint64]int)
 	var active uint64
@@ -281,7 +288,7 @@ func (p *Proxy) resolve(ctx context.Context, base string) (Target, error) {
 		return Target{}, nil // no primary yet: keep the old target
 	}
 	var cv clusterView
-	if err := p.get(ctx, base+"/v1/cluster", &cv); err != nil {
+	if err := get(ctx, hc, base+"/v1/cluster", &cv); err != nil {
 		return Target{}, err
 	}
 	for _, m := range cv.Members {
@@ -311,12 +318,12 @@ func dialable(listen, peer string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-func (p *Proxy) get(ctx context.Context, u string, out any) error {
+func get(ctx context.Context, hc *http.Client, u string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := p.cfg.HTTP.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -332,4 +339,22 @@ func (p *Proxy) get(ctx context.Context, u string, out any) error {
 func (p *Proxy) String() string {
 	t := p.Target()
 	return "proxy " + p.Addr() + " -> node " + strconv.FormatUint(t.Node, 10) + " " + t.Addr
+}
+
+// Member asks a member (its HTTP API base URL) for its own RESP address.
+func Member(ctx context.Context, hc *http.Client, base string) (Target, error) {
+	var cv clusterView
+	if err := get(ctx, hc, base+"/v1/cluster", &cv); err != nil {
+		return Target{}, err
+	}
+	for _, m := range cv.Members {
+		if m.ID == cv.Node {
+			addr, err := dialable(m.RESPAddr, m.PeerAddr)
+			if err != nil {
+				return Target{}, fmt.Errorf("member %d: %w", m.ID, err)
+			}
+			return Target{Node: m.ID, Addr: addr}, nil
+		}
+	}
+	return Target{}, fmt.Errorf("member %d is not in its own view yet", cv.Node)
 }
