@@ -15,6 +15,7 @@ import (
 
 const namespaceUsage = `Usage:
   fulcrum namespace create NAME [--consistency strong|eventual|weak] [--replicas 3] [--shards 16] [--w 1] [--r 1]
+                                [--read-repair async|blocking] [--conflicts lww|siblings]
   fulcrum namespace create NAME --replication primary [--ack async|semi|sync] [--ack-replicas 1]
                                 [--allow-degrade] [--availability active-passive|active-active]
   fulcrum namespace list
@@ -43,6 +44,7 @@ func (m *NamespaceMain) ParseFlags(ctx context.Context, args []string) error {
 	cl.fs.IntVar(&m.Policy.W, "w", 0, "create, eventual: replicas that must acknowledge a write (default 1)")
 	cl.fs.IntVar(&m.Policy.R, "r", 0, "create, eventual: replicas that must answer a read (default 1)")
 	cl.fs.StringVar(&m.Policy.ReadRepair, "read-repair", "", "create, eventual: `mode` async (default: answer, then repair stale replicas) or blocking (answer once repaired)")
+	cl.fs.StringVar(&m.Policy.Conflicts, "conflicts", "", "create, eventual: `mode` lww (default: the last writer by timestamp wins) or siblings (concurrent writes are all kept until a write resolves them)")
 	cl.fs.StringVar(&m.Policy.Replication, "replication", "", "create: `mode` primary replicates by log shipping from one primary per shard, with automatic failover (default: the consistency level's engine)")
 	cl.fs.StringVar(&m.Policy.Ack, "ack", "", "create, primary: `mode` async (once the primary applied it), semi (once --ack-replicas replicas did) or sync (default: once every in-sync replica did)")
 	cl.fs.IntVar(&m.Policy.AckReplicas, "ack-replicas", 0, "create, primary semi/sync: replica acks a semi write waits for; the smallest in-sync set a sync write is taken with (default 1)")

@@ -97,6 +97,75 @@ func withWriteQuorum(r *http.Request, q url.Values) (*http.Request, error) {
 	return r.WithContext(kv.WithQuorum(r.Context(), kv.Quorum{W: w})), nil
 }
 
+// ContextHeader carries the causal context of an eventual or weak key:
+// sent with every read of one, and accepted on a PUT or DELETE, which
+// then replaces the siblings that read returned (without it, a write to a
+// conflicts=siblings namespace is blind and adds a sibling).
+const ContextHeader = "Fulcrum-Context"
+
+// withCausalContext carries the request's Fulcrum-Context header, if any,
+// in its context. A node that runs alone has no siblings and refuses one.
+func (h *Handler) withCausalContext(r *http.Request) (*http.Request, error) {
+	vals := r.Header.Values(ContextHeader)
+	switch {
+	case len(vals) == 0:
+		return r, nil
+	case len(vals) > 1:
+		return r, kv.Errorf(kv.CodeInvalid, "%d %s headers: give the one a read returned", len(vals), ContextHeader)
+	}
+	if _, ok := h.opts.Store.(MetaReader); !ok {
+		return r, kv.Errorf(kv.CodeInvalid, "%s: this node runs alone: its keys have one value each and no causal context", ContextHeader)
+	}
+	cc, err := kv.ParseCausalContext(vals[0])
+	if err != nil {
+		return r, err
+	}
+	return r.WithContext(kv.WithCausalContext(r.Context(), cc)), nil
+}
+
+// siblingJSON is one concurrent value of a key; text goes in value, other
+// bytes base64-encoded in value_base64 (as in entryJSON).
+type siblingJSON struct {
+	Value       *string `json:"value,omitempty"`
+	ValueBase64 string  `json:"value_base64,omitempty"`
+	// Timestamp is the write's HLC time as "wallnanos.logical"; Writer
+	// the node that coordinated it.
+	Timestamp string `json:"timestamp"`
+	Writer    uint64 `json:"writer"`
+}
+
+// siblingsJSON answers a read of a key with concurrent values (300
+// Multiple Choices): every value, newest first, and the context a write
+// passes back in Fulcrum-Context to replace them.
+type siblingsJSON struct {
+	Namespace string        `json:"namespace"`
+	Key       *string       `json:"key,omitempty"`
+	KeyBase64 string        `json:"key_base64,omitempty"`
+	Siblings  []siblingJSON `json:"siblings"`
+	Context   string        `json:"context"`
+}
+
+func newSiblings(ns string, key []byte, m *kv.ReadMeta) siblingsJSON {
+	out := siblingsJSON{Namespace: ns, Siblings: make([]siblingJSON, len(m.Siblings)), Context: kv.FormatCausalContext(m.Context)}
+	if utf8.Valid(key) {
+		s := string(key)
+		out.Key = &s
+	} else {
+		out.KeyBase64 = base64.StdEncoding.EncodeToString(key)
+	}
+	for i, sib := range m.Siblings {
+		js := siblingJSON{Timestamp: hlc.Timestamp{WallNanos: sib.Timestamp, Logical: sib.Logical}.String(), Writer: sib.Writer}
+		if utf8.Valid(sib.Value) {
+			v := string(sib.Value)
+			js.Value = &v
+		} else {
+			js.ValueBase64 = base64.StdEncoding.EncodeToString(sib.Value)
+		}
+		out.Siblings[i] = js
+	}
+	return out
+}
+
 // MetaReader is a store that can say what kind of answer a read is (a
 // cluster's router).
 type MetaReader interface {
@@ -125,7 +194,7 @@ func (h *Handler) read(ctx context.Context, ns string, key []byte, r int) (kv.Va
 
 // setStalenessHeaders says what an eventual or weak read is: how many
 // replicas answered and agreed on the newest value, the write's
-// timestamp, and how many read repairs it triggered.
+// timestamp, how many read repairs it triggered, and its causal context.
 func setStalenessHeaders(w http.ResponseWriter, m *kv.ReadMeta) {
 	hd := w.Header()
 	hd.Set("Fulcrum-Consistency", m.Consistency)
@@ -137,6 +206,9 @@ func setStalenessHeaders(w http.ResponseWriter, m *kv.ReadMeta) {
 	hd.Set("Fulcrum-Replicas-Agreed", strconv.Itoa(m.Agreed))
 	hd.Set("Fulcrum-Replicas-Required", strconv.Itoa(m.Required))
 	hd.Set("Fulcrum-Read-Repairs", strconv.Itoa(m.Repaired))
+	if m.Context != nil {
+		hd.Set(ContextHeader, kv.FormatCausalContext(m.Context))
+	}
 }
 
 func notFound(ns string, key []byte) error {
@@ -172,6 +244,12 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !ok {
 		return notFound(ns, key)
+	}
+	if meta != nil && len(meta.Siblings) > 1 {
+		// Concurrent values (a conflicts=siblings namespace): the client
+		// chooses, and resolves them by writing with the context.
+		writeJSON(w, http.StatusMultipleChoices, newSiblings(ns, key, meta))
+		return nil
 	}
 	setValueHeaders(w, v)
 	w.Header().Add("Vary", "Accept")
@@ -276,6 +354,9 @@ func (h *Handler) putKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if r, err = withWriteQuorum(r, q); err != nil {
+		return err
+	}
+	if r, err = h.withCausalContext(r); err != nil {
 		return err
 	}
 	flags := map[string]bool{}
@@ -392,6 +473,9 @@ func (h *Handler) deleteKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if r, err = withWriteQuorum(r, q); err != nil {
+		return err
+	}
+	if r, err = h.withCausalContext(r); err != nil {
 		return err
 	}
 	if len(r.Header.Values("If-None-Match")) > 0 {

@@ -30,6 +30,14 @@ type Policy struct {
 	// repairs stale replicas in the background; "blocking" answers once
 	// the repairs are acknowledged (or the deadline passes).
 	ReadRepair string `json:"read_repair,omitempty"`
+	// Conflicts (eventual) is how concurrent writes of a key are resolved:
+	// "lww" (the default) keeps the last writer by hybrid-logical-clock
+	// timestamp, ties broken by node id; "siblings" keeps every concurrent
+	// write, and a read returns them all with a causal context that the
+	// next write passes back to replace the siblings it covers. Weak
+	// namespaces are always lww; strong and primary ones have no
+	// concurrent writes to resolve.
+	Conflicts string `json:"conflicts,omitempty"`
 
 	// Replication "primary" replicates the namespace by log shipping from
 	// one primary per shard (master-slave) instead of Raft or the
@@ -98,8 +106,19 @@ const (
 	ReadRepairBlocking = "blocking"
 )
 
+// Conflict modes of eventual namespaces (Policy.Conflicts).
+const (
+	ConflictsLWW      = "lww"
+	ConflictsSiblings = "siblings"
+)
+
+// KeepSiblings reports whether the namespace keeps concurrent writes as
+// siblings instead of resolving them by last writer wins.
+func (p Policy) KeepSiblings() bool { return p.Conflicts == ConflictsSiblings }
+
 // WithDefaults fills in what the owner left out: W and R of eventual and
-// weak namespaces default to 1.
+// weak namespaces default to 1, an eventual namespace's read repair to
+// async and its conflict mode to lww.
 func (p Policy) WithDefaults() Policy {
 	if p.Replication == ReplicationPrimary {
 		if p.Consistency == ConsistencyStrong {
@@ -128,6 +147,9 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if p.Consistency == ConsistencyEventual && p.ReadRepair == "" {
 		p.ReadRepair = ReadRepairAsync
+	}
+	if p.Consistency == ConsistencyEventual && p.Conflicts == "" {
+		p.Conflicts = ConflictsLWW
 	}
 	return p
 }
@@ -158,9 +180,15 @@ func (p Policy) Validate(nodes int) error {
 		if p.W != 0 || p.R != 0 {
 			return Errorf(CodeInvalid, "w and r apply to eventual namespaces; a strong namespace's writes and reads need a Raft majority")
 		}
+		if p.Conflicts != "" {
+			return Errorf(CodeInvalid, "conflicts applies to eventual namespaces; a strong namespace's writes are ordered by Raft and never conflict")
+		}
 	case ConsistencyEventual:
 		if p.ReadRepair != ReadRepairAsync && p.ReadRepair != ReadRepairBlocking {
 			return Errorf(CodeInvalid, "read_repair %q: want %s or %s", p.ReadRepair, ReadRepairAsync, ReadRepairBlocking)
+		}
+		if p.Conflicts != ConflictsLWW && p.Conflicts != ConflictsSiblings {
+			return Errorf(CodeInvalid, "conflicts %q: want %s or %s", p.Conflicts, ConflictsLWW, ConflictsSiblings)
 		}
 		if p.W < 1 || p.W > p.Replicas {
 			return Errorf(CodeInvalid, "w %d: want 1 to replicas (%d)", p.W, p.Replicas)
@@ -174,6 +202,9 @@ func (p Policy) Validate(nodes int) error {
 		}
 		if p.W != 1 || p.R != 1 {
 			return Errorf(CodeInvalid, "a weak namespace writes to and reads from one replica: w and r must be 1 (got %d and %d); use eventual for quorums", p.W, p.R)
+		}
+		if p.Conflicts != "" && p.Conflicts != ConflictsLWW {
+			return Errorf(CodeInvalid, "conflicts %q: a weak namespace keeps the last writer only (lww); use eventual for siblings", p.Conflicts)
 		}
 	default:
 		return Errorf(CodeInvalid, "consistency %q: want %s, %s or %s", p.Consistency, ConsistencyStrong, ConsistencyEventual, ConsistencyWeak)
@@ -201,8 +232,8 @@ func (p Policy) validatePrimary() error {
 	if p.Consistency != "" {
 		return Errorf(CodeInvalid, "consistency %s does not apply to replication=primary: a primary namespace promises what its ack mode says", p.Consistency)
 	}
-	if p.W != 0 || p.R != 0 || p.ReadRepair != "" {
-		return Errorf(CodeInvalid, "w, r and read_repair apply to eventual namespaces, not replication=primary")
+	if p.W != 0 || p.R != 0 || p.ReadRepair != "" || p.Conflicts != "" {
+		return Errorf(CodeInvalid, "w, r, read_repair and conflicts apply to eventual namespaces, not replication=primary (its primary orders every write)")
 	}
 	switch p.Availability {
 	case AvailabilityActivePassive, AvailabilityActiveActive:
@@ -246,6 +277,9 @@ func (p Policy) String() string {
 	}
 	if p.ReadRepair != "" {
 		s += " read_repair=" + p.ReadRepair
+	}
+	if p.Conflicts != "" {
+		s += " conflicts=" + p.Conflicts
 	}
 	return s
 }
@@ -309,6 +343,15 @@ type ReadMeta struct {
 	Epoch      uint64
 	LagEntries uint64
 	Lag        time.Duration
+	// Siblings (eventual and weak) are the key's live concurrent values,
+	// the last-writer-wins winner (Value) first, then by descending
+	// timestamp and writer: every concurrent write in a
+	// conflicts=siblings namespace, at most one under lww.
+	Siblings []Sibling
+	// Context (eventual and weak) is the read's causal context, an opaque
+	// encoding: a write passing it back (WithCausalContext) replaces the
+	// siblings this read returned. Nil for other namespaces.
+	Context []byte
 }
 
 type replicaReadKey struct{}

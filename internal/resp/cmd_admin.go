@@ -10,11 +10,11 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
-const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong|eventual|weak] [REPLICAS n] [SHARDS n] [W n] [R n] [READREPAIR async|blocking] [REPLICATION primary] [ACK async|semi|sync] [ACKREPLICAS k] [ALLOWDEGRADE yes|no] [AVAILABILITY active-passive|active-active] | LIST | DESCRIBE name | DROP name"
+const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong|eventual|weak] [REPLICAS n] [SHARDS n] [W n] [R n] [READREPAIR async|blocking] [CONFLICTS lww|siblings] [REPLICATION primary] [ACK async|semi|sync] [ACKREPLICAS k] [ALLOWDEGRADE yes|no] [AVAILABILITY active-passive|active-active] | LIST | DESCRIBE name | DROP name"
 
 // cmdFulcrumNamespace manages cluster namespaces:
 //
-//	FULCRUM.NAMESPACE CREATE name [CONSISTENCY c] [REPLICAS n] [SHARDS n] [W n] [R n]
+//	FULCRUM.NAMESPACE CREATE name [CONSISTENCY c] [REPLICAS n] [SHARDS n] [W n] [R n] [CONFLICTS lww|siblings] ...
 //	FULCRUM.NAMESPACE LIST
 //	FULCRUM.NAMESPACE DESCRIBE name
 //	FULCRUM.NAMESPACE DROP name
@@ -66,6 +66,8 @@ func cmdFulcrumNamespace(c *conn, args [][]byte) {
 				p.Consistency = strings.ToLower(val)
 			case "READREPAIR":
 				p.ReadRepair = strings.ToLower(val)
+			case "CONFLICTS":
+				p.Conflicts = strings.ToLower(val)
 			case "REPLICATION":
 				p.Replication = strings.ToLower(val)
 			case "ACK":
@@ -124,14 +126,23 @@ func (c *conn) writeNamespace(n kv.NamespaceInfo) {
 		return
 	}
 	quorums := n.Policy.Consistency != kv.ConsistencyStrong
-	switch {
-	case n.Policy.ReadRepair != "":
-		c.writeMap(8)
-	case quorums:
-		c.writeMap(7)
-	default:
-		c.writeMap(5)
+	// An eventual namespace created before conflict modes existed has
+	// none recorded: it is last-writer-wins.
+	conflicts := n.Policy.Conflicts
+	if conflicts == "" && n.Policy.Consistency == kv.ConsistencyEventual {
+		conflicts = kv.ConflictsLWW
 	}
+	fields := 5
+	if quorums {
+		fields += 2
+	}
+	if n.Policy.ReadRepair != "" {
+		fields++
+	}
+	if conflicts != "" {
+		fields++
+	}
+	c.writeMap(fields)
 	c.writeBulkString("name")
 	c.writeBulkString(n.Name)
 	c.writeBulkString("consistency")
@@ -150,6 +161,10 @@ func (c *conn) writeNamespace(n kv.NamespaceInfo) {
 		c.writeBulkString("read_repair")
 		c.writeBulkString(n.Policy.ReadRepair)
 	}
+	if conflicts != "" {
+		c.writeBulkString("conflicts")
+		c.writeBulkString(conflicts)
+	}
 	c.writeLayout(n)
 }
 
@@ -164,7 +179,9 @@ type MetaReader interface {
 // answer it is — the namespace's consistency, the write's timestamp and
 // coordinating node, and for eventual and weak namespaces how many
 // replicas answered, how many agreed on the newest value (the rest were
-// stale) and how many read repairs were sent.
+// stale), how many read repairs were sent, the live siblings (every
+// concurrent value of a conflicts=siblings namespace, newest first) and
+// the causal context to pass back to FULCRUM.PUT or FULCRUM.DEL.
 func cmdFulcrumGetMeta(c *conn, args [][]byte) {
 	var m kv.ReadMeta
 	var err error
@@ -201,6 +218,9 @@ func cmdFulcrumGetMeta(c *conn, args [][]byte) {
 	if m.Role != "" {
 		fields += 4
 	}
+	if m.Context != nil {
+		fields += 2
+	}
 	c.writeMap(fields)
 	c.writeBulkString("value")
 	if m.Found {
@@ -232,6 +252,17 @@ func cmdFulcrumGetMeta(c *conn, args [][]byte) {
 		c.writeInt(int64(m.LagEntries))
 		c.writeBulkString("lag_ms")
 		c.writeInt(min(m.Lag.Milliseconds(), 1<<53))
+	}
+	if m.Context != nil {
+		// An eventual or weak read: every live value, and what a write
+		// passes back to replace them.
+		c.writeBulkString("siblings")
+		c.writeArray(len(m.Siblings))
+		for _, s := range m.Siblings {
+			c.writeBulk(s.Value)
+		}
+		c.writeBulkString("context")
+		c.writeBulkString(kv.FormatCausalContext(m.Context))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/leaderless"
 	"github.com/fulcrumdb/fulcrum/internal/leaderless/node"
 	"github.com/fulcrumdb/fulcrum/internal/placement"
+	"github.com/fulcrumdb/fulcrum/internal/versionvec"
 )
 
 // Leaderless is what the router needs from the eventual/weak engine.
@@ -26,7 +27,8 @@ func leaderlessNS(n *Namespace) bool {
 }
 
 func (r *Router) writeOptions(ctx context.Context, n *Namespace) (node.WriteOptions, error) {
-	o := node.WriteOptions{N: n.Policy.Replicas, W: n.Policy.W, Sloppy: n.Policy.Consistency == kv.ConsistencyEventual}
+	o := node.WriteOptions{N: n.Policy.Replicas, W: n.Policy.W, Sloppy: n.Policy.Consistency == kv.ConsistencyEventual,
+		KeepSiblings: n.Policy.KeepSiblings()}
 	if q, ok := kv.QuorumFrom(ctx); ok && q.W != 0 {
 		if err := overrideQuorum(n, "w", q.W); err != nil {
 			return o, err
@@ -48,7 +50,7 @@ func overrideQuorum(n *Namespace, what string, v int) error {
 }
 
 func (r *Router) readOptions(ctx context.Context, n *Namespace) (node.ReadOptions, error) {
-	o := node.ReadOptions{N: n.Policy.Replicas, R: n.Policy.R}
+	o := node.ReadOptions{N: n.Policy.Replicas, R: n.Policy.R, KeepSiblings: n.Policy.KeepSiblings()}
 	if q, ok := kv.QuorumFrom(ctx); ok && q.R != 0 {
 		if err := overrideQuorum(n, "r", q.R); err != nil {
 			return o, err
@@ -100,12 +102,58 @@ func replicaNodes(table map[string]*Namespace) []uint64 {
 	return ids
 }
 
+// causalContext returns the causal context a write request carries (nil:
+// a blind write), refusing one that is malformed or that cannot apply: a
+// context names what one read of one key returned, so it needs a one-key
+// write of a leaderless namespace.
+func causalContext(ctx context.Context, n *Namespace, ops int) ([]byte, versionvec.Vector, error) {
+	cc, ok := kv.CausalContextFrom(ctx)
+	if !ok {
+		return nil, nil, nil
+	}
+	if !leaderlessNS(n) {
+		return nil, nil, kv.Errorf(kv.CodeInvalid, "namespace %q is not eventual or weak: its writes take no causal context (it has no siblings)", n.Name)
+	}
+	if ops != 1 {
+		return nil, nil, kv.Errorf(kv.CodeInvalid, "a causal context belongs to one key's read: write one key with it, not %d", ops)
+	}
+	vec, err := decodeCausalContext(cc)
+	return cc, vec, err
+}
+
+// maxContextCounter bounds the counters of a client's causal context.
+// Dots count microseconds since the epoch at least
+// (versionvec.CounterFloor), about 2^51 today, so a real context is far
+// below it; one above it is forged, and its counter would overflow the
+// next dot the coordinator mints (versionvec panics on that).
+const maxContextCounter = 1 << 62
+
+// decodeCausalContext decodes a causal context (an encoded
+// versionvec.Vector, as getEventual hands it out).
+func decodeCausalContext(cc []byte) (versionvec.Vector, error) {
+	vec, err := versionvec.Decode(cc)
+	if err != nil {
+		return nil, kv.Errorf(kv.CodeInvalid, "causal context is not one a read returned: %w", err)
+	}
+	for node, counter := range vec {
+		if counter >= maxContextCounter {
+			return nil, kv.Errorf(kv.CodeInvalid, "causal context is not one a read returned: counter %d of node %d is out of range", counter, node)
+		}
+	}
+	return vec, nil
+}
+
 // applyEventual runs a batch on a leaderless namespace: plain sets and
 // deletes only, one key at a time (no atomicity across keys, no
-// conditions, no expiry: those need a strong namespace).
+// conditions, no expiry: those need a strong namespace). A one-key write
+// may carry the causal context of a read (kv.WithCausalContext).
 func (r *Router) applyEventual(ctx context.Context, n *Namespace, b kv.Batch) ([]kv.Result, error) {
 	if r.cfg.Leaderless == nil {
 		return nil, kv.Errorf(kv.CodeNotSupported, "namespace %q is %s, and this node runs no leaderless engine", n.Name, n.Policy.Consistency)
+	}
+	cc, vec, err := causalContext(ctx, n, len(b.Ops))
+	if err != nil {
+		return nil, err
 	}
 	for _, op := range b.Ops {
 		switch {
@@ -119,7 +167,7 @@ func (r *Router) applyEventual(ctx context.Context, n *Namespace, b kv.Batch) ([
 	}
 	res := make([]kv.Result, len(b.Ops))
 	for i, op := range b.Ops {
-		if err := r.eventualWrite(ctx, n, op); err != nil {
+		if err := r.eventualWrite(ctx, n, op, cc, vec); err != nil {
 			return nil, err
 		}
 		// DEL counts every key it was asked to delete: knowing whether one
@@ -130,8 +178,9 @@ func (r *Router) applyEventual(ctx context.Context, n *Namespace, b kv.Batch) ([
 }
 
 // eventualWrite writes one key, coordinated here if this node is one of
-// the key's home replicas, else by the first home replica it reaches.
-func (r *Router) eventualWrite(ctx context.Context, n *Namespace, op kv.Op) error {
+// the key's home replicas, else by the first home replica it reaches; cc
+// is the write's causal context (nil: blind) and vec its decoded form.
+func (r *Router) eventualWrite(ctx context.Context, n *Namespace, op kv.Op, cc []byte, vec versionvec.Vector) error {
 	shard := placement.ShardOf(n.Name, op.Key, n.Shards)
 	q, _ := kv.QuorumFrom(ctx)
 	if q.W != 0 {
@@ -140,26 +189,44 @@ func (r *Router) eventualWrite(ctx context.Context, n *Namespace, op kv.Op) erro
 		}
 	}
 	if slices.Contains(n.Replicas[shard], r.cfg.Self) {
-		return r.eventualWriteHere(ctx, n, op.Kind == kv.OpDelete, op.Key, op.Value, q.W)
+		return r.eventualWriteHere(ctx, n, op.Kind == kv.OpDelete, op.Key, op.Value, q.W, vec)
 	}
-	kind := byte(opEventualPut)
-	if op.Kind == kv.OpDelete {
-		kind = opEventualDelete
-	}
-	msg := appendHeader(nil, kind, 0)
-	msg = appendBytes(msg, []byte(n.Name))
-	msg = appendBytes(msg, op.Key)
-	msg = appendBytes(msg, op.Value)
-	msg = binary.AppendUvarint(msg, uint64(q.W))
-	_, err := r.forward(ctx, n, shard, msg)
+	_, err := r.forward(ctx, n, shard, appendEventualWrite(nil, n.Name, op, q.W, cc))
 	return err
 }
 
-func (r *Router) eventualWriteHere(ctx context.Context, n *Namespace, del bool, key, value []byte, w int) error {
+// appendEventualWrite encodes a forwarded write of a leaderless key:
+// namespace, key, value and W, then, for a write with a causal context
+// (the opEventual*Ctx kinds), the context. A write without one keeps the
+// older kinds' encoding; a node too old to know the newer kinds refuses
+// them instead of dropping the context (which would add a sibling).
+func appendEventualWrite(dst []byte, ns string, op kv.Op, w int, cc []byte) []byte {
+	kind := byte(opEventualPut)
+	switch {
+	case op.Kind == kv.OpDelete && cc != nil:
+		kind = opEventualDeleteCtx
+	case op.Kind == kv.OpDelete:
+		kind = opEventualDelete
+	case cc != nil:
+		kind = opEventualPutCtx
+	}
+	dst = appendHeader(dst, kind, 0)
+	dst = appendBytes(dst, []byte(ns))
+	dst = appendBytes(dst, op.Key)
+	dst = appendBytes(dst, op.Value)
+	dst = binary.AppendUvarint(dst, uint64(w))
+	if cc != nil {
+		dst = appendBytes(dst, cc)
+	}
+	return dst
+}
+
+func (r *Router) eventualWriteHere(ctx context.Context, n *Namespace, del bool, key, value []byte, w int, vec versionvec.Vector) error {
 	opts, err := r.writeOptions(kv.WithQuorum(ctx, kv.Quorum{W: w}), n)
 	if err != nil {
 		return err
 	}
+	opts.Context = vec
 	if del {
 		_, err = r.cfg.Leaderless.Delete(ctx, n.Name, key, opts)
 	} else {
@@ -189,7 +256,35 @@ func (r *Router) getEventual(ctx context.Context, n *Namespace, key []byte, rq i
 	}
 	return kv.ReadMeta{Found: res.Found, Value: res.Value, Timestamp: res.Timestamp.WallNanos, Logical: res.Timestamp.Logical,
 		Writer: res.Dot.Node, Consistency: n.Policy.Consistency,
-		Answered: res.Answered, Agreed: res.Agreed, Required: res.Required, Repaired: res.Repaired}, nil
+		Answered: res.Answered, Agreed: res.Agreed, Required: res.Required, Repaired: res.Repaired,
+		Siblings: siblings(res.Siblings),
+		// Never nil for a leaderless namespace: a key never written has
+		// the empty context (a write passing it is blind).
+		Context: res.Context.Encode()}, nil
+}
+
+// siblings lists a read's live siblings newest first (last writer wins
+// order: timestamp, then writer, then counter), so the first is the value
+// a plain GET returns and every replica lists them in the same order.
+func siblings(live []versionvec.Sibling) []kv.Sibling {
+	if len(live) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(live)
+	slices.SortFunc(sorted, func(a, b versionvec.Sibling) int {
+		switch {
+		case a.Newer(b):
+			return -1
+		case b.Newer(a):
+			return 1
+		}
+		return 0
+	})
+	out := make([]kv.Sibling, len(sorted))
+	for i, s := range sorted {
+		out[i] = kv.Sibling{Value: s.Value, Timestamp: s.Timestamp.WallNanos, Logical: s.Timestamp.Logical, Writer: s.Dot.Node}
+	}
+	return out
 }
 
 // GetMeta reads a key with what the answer is: for an eventual or weak
@@ -224,7 +319,8 @@ func (r *Router) GetMeta(ctx context.Context, ns string, key []byte, rq int) (kv
 		Timestamp: v.Timestamp.WallNanos, Logical: v.Timestamp.Logical, Consistency: n.Policy.Consistency}, nil
 }
 
-// serveEventual answers a forwarded write of a leaderless namespace.
+// serveEventual answers a forwarded write of a leaderless namespace
+// (appendEventualWrite's encoding).
 func (r *Router) serveEventual(ctx context.Context, op byte, body []byte) ([]byte, error) {
 	ns, rest, err := readBytes(body)
 	if err != nil {
@@ -242,6 +338,17 @@ func (r *Router) serveEventual(ctx context.Context, op byte, body []byte) ([]byt
 	if k <= 0 || w > kv.MaxReplicas {
 		return nil, kv.Errorf(kv.CodeInvalid, "router: corrupt forwarded write")
 	}
+	var vec versionvec.Vector
+	withContext := op == opEventualPutCtx || op == opEventualDeleteCtx
+	if withContext {
+		cc, _, err := readBytes(rest[k:])
+		if err != nil {
+			return nil, err
+		}
+		if vec, err = decodeCausalContext(cc); err != nil {
+			return nil, err
+		}
+	}
 	n, err := r.namespace(ctx, string(ns))
 	if err != nil {
 		return nil, err
@@ -252,7 +359,8 @@ func (r *Router) serveEventual(ctx context.Context, op byte, body []byte) ([]byt
 	if r.cfg.Leaderless == nil {
 		return nil, kv.Errorf(kv.CodeNotSupported, "node %d runs no leaderless engine", r.cfg.Self)
 	}
-	if err := r.eventualWriteHere(ctx, n, op == opEventualDelete, key, value, int(w)); err != nil {
+	del := op == opEventualDelete || op == opEventualDeleteCtx
+	if err := r.eventualWriteHere(ctx, n, del, key, value, int(w), vec); err != nil {
 		if errors.Is(err, node.ErrNotReplica) {
 			return nil, kv.Errorf(kv.CodeUnavailable, "node %d is no longer a home replica of %q in %q", r.cfg.Self, key, ns)
 		}

@@ -189,6 +189,9 @@ func (r *Router) Apply(ctx context.Context, b kv.Batch) ([]kv.Result, error) {
 	if leaderlessNS(n) {
 		return r.applyEventual(ctx, n, b)
 	}
+	if _, _, err := causalContext(ctx, n, len(b.Ops)); err != nil {
+		return nil, err // a causal context on a namespace without siblings
+	}
 	// Which shard each op goes to; a flush goes to all of them.
 	type part struct {
 		shard int
@@ -624,6 +627,9 @@ const (
 	opPrimaryWrite   = 6
 	opPrimaryGet     = 7
 	opPrimaryScan    = 8
+	// Eventual writes carrying a causal context (see appendEventualWrite).
+	opEventualPutCtx    = 9
+	opEventualDeleteCtx = 10
 )
 
 // appendScanRequest encodes what a remote needs of req (not Match).
@@ -800,7 +806,7 @@ func (r *Router) Serve(ctx context.Context, from transport.NodeID, kind transpor
 	}
 	body := req[1+n:]
 	switch op {
-	case opEventualPut, opEventualDelete:
+	case opEventualPut, opEventualDelete, opEventualPutCtx, opEventualDeleteCtx:
 		return r.serveEventual(ctx, op, body)
 	case opPrimaryWrite, opPrimaryGet:
 		return r.servePrimary(ctx, op, group, body)

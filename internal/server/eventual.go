@@ -69,7 +69,7 @@ func eventualShards(v *controlplane.View, self uint64) []lnode.ShardReplicas {
 		}
 		for _, sh := range ns.Shards {
 			if slices.Contains(sh.Replicas, self) {
-				out = append(out, lnode.ShardReplicas{Namespace: ns.Name, Shard: sh.Shard, Replicas: sh.Replicas})
+				out = append(out, lnode.ShardReplicas{Namespace: ns.Name, Shard: sh.Shard, Replicas: sh.Replicas, KeepSiblings: ns.Policy.KeepSiblings()})
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/fulcrumdb/fulcrum/internal/merkle"
 	"github.com/fulcrumdb/fulcrum/internal/transport"
 	"github.com/fulcrumdb/fulcrum/internal/versionvec"
 )
@@ -195,4 +196,183 @@ func TestFaultyRunConverges(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Anti-entropy pages through a namespace (here 8 keys per page): after a
+// partition in which the isolated node and the others each wrote keys the
+// other side lacks, one round on the isolated node alone (pulls and
+// pushes) makes all three identical; a further round exchanges nothing.
+// The pages of serveRanges, walked by hand, hold exactly the keys of the
+// spans asked for, each once.
+func TestAntiEntropyPages(t *testing.T) {
+	ids := []uint64{1, 2, 3}
+	inBubble(t, 5, 3, func(cfg *Config) {
+		withAntiEntropy(ids, -1)(cfg)
+		cfg.Preference = fixedPreference(ids)
+		cfg.testPage = 8
+	}, func(t *testing.T, c *cluster) {
+		c.net.Isolate(3)
+		var keys []string
+		for i := range 60 {
+			key := fmt.Sprintf("key%03d", i)
+			keys = append(keys, key)
+			id := uint64(1 + i%2)
+			if i%3 == 0 {
+				id = 3
+			}
+			if _, err := put(c.engines[id], key, fmt.Sprint(i), WriteOptions{N: 3, W: 1}); err != nil {
+				t.Fatalf("put %s on node %d: %v", key, id, err)
+			}
+		}
+		synctest.Wait() // the majority's background sends are done
+		c.net.Heal()
+
+		shard1 := map[string]bool{}
+		for _, key := range keys {
+			if testShard(testNS, []byte(key)) == 1 {
+				if _, ok := c.state(1, key); ok {
+					shard1[key] = true
+				}
+			}
+		}
+		var after []byte
+		got := map[string]bool{}
+		for pages := 0; ; pages++ {
+			if pages > 100 {
+				t.Fatal("serveRanges: no end after 100 pages")
+			}
+			body, err := c.engines[1].serveRanges(context.Background(), request{op: opRanges, ns: testNS, after: after, spans: []span{{shard: 1, rng: merkle.Range{Last: ^uint64(0)}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := decodeRangesPage(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ent := range p.entries {
+				if got[string(ent.Key)] || !shard1[string(ent.Key)] {
+					t.Errorf("page %d: key %q repeated, or not of shard 1", pages, ent.Key)
+				}
+				got[string(ent.Key)] = true
+			}
+			if p.next == nil {
+				if pages == 0 {
+					t.Error("one page, want several (8 keys a page)")
+				}
+				break
+			}
+			after = p.next
+		}
+		if len(got) != len(shard1) {
+			t.Errorf("pages held %d keys of shard 1, want %d", len(got), len(shard1))
+		}
+
+		first := c.engines[3].Stats()
+		if err := c.engines[3].AntiEntropyOnce(context.Background()); err != nil {
+			t.Fatalf("round on node 3: %v", err)
+		}
+		synctest.Wait()
+		if s := c.engines[3].Stats(); s.AntiEntropyRounds-first.AntiEntropyRounds != 2*testShards || s.AntiEntropyRanges == first.AntiEntropyRanges {
+			t.Errorf("first round: %d shard comparisons, %d ranges; want %d, some", s.AntiEntropyRounds-first.AntiEntropyRounds, s.AntiEntropyRanges-first.AntiEntropyRanges, 2*testShards)
+		}
+		for _, key := range keys {
+			a, ok := c.state(3, key)
+			if !ok {
+				t.Errorf("node 3 lacks %q", key)
+				continue
+			}
+			for _, id := range ids[:2] {
+				if b, _ := c.state(id, key); !b.Equal(a) {
+					t.Errorf("key %q: node %d holds %v, node 3 %v; want equal", key, id, b, a)
+				}
+			}
+		}
+		before := c.engines[3].Stats()
+		if err := c.engines[3].AntiEntropyOnce(context.Background()); err != nil {
+			t.Fatalf("second round on node 3: %v", err)
+		}
+		after3 := c.engines[3].Stats()
+		if r := after3.AntiEntropyRanges - before.AntiEntropyRanges; r != 0 {
+			t.Errorf("ranges exchanged after convergence: got %d, want 0", r)
+		}
+		if n := after3.AntiEntropyRounds - before.AntiEntropyRounds; n != 2*testShards {
+			t.Errorf("shard comparisons in a round: got %d, want %d", n, 2*testShards)
+		}
+		checkTrees(t, c, 6)
+	})
+}
+
+// The loop's rounds are lazy: a namespace the peer has exchanged with this
+// node since the start of this node's previous round is diffed but not
+// exchanged again (the peer's rounds do it); a lazy round whose previous
+// one started after the peer's exchange, or an explicit AntiEntropyOnce,
+// exchanges it.
+func TestAntiEntropyLazyRound(t *testing.T) {
+	ids := []uint64{1, 2}
+	inBubble(t, 7, 2, func(cfg *Config) {
+		withAntiEntropy(ids, -1)(cfg)
+		cfg.Preference = fixedPreference(ids)
+	}, func(t *testing.T, c *cluster) {
+		ctx := context.Background()
+		n := 0
+		writeMissed := func() []string { // keys node 2 misses
+			c.net.Isolate(2)
+			defer c.net.Heal()
+			var keys []string
+			for range 10 {
+				key := fmt.Sprintf("key%02d", n)
+				n++
+				if _, err := put(c.engines[1], key, "v", WriteOptions{N: 2, W: 1}); err != nil {
+					t.Fatalf("put %s: %v", key, err)
+				}
+				keys = append(keys, key)
+			}
+			synctest.Wait()
+			return keys
+		}
+		missing := func(keys []string) int {
+			m := 0
+			for _, k := range keys {
+				if _, ok := c.state(2, k); !ok {
+					m++
+				}
+			}
+			return m
+		}
+		first := writeMissed()
+		before := time.Now().UnixNano()
+		time.Sleep(time.Millisecond) // virtual: the exchange is after before
+		if err := c.engines[1].antiEntropyRound(ctx, before); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if m := missing(first); m != 0 {
+			t.Fatalf("after node 1's round: node 2 misses %d keys, want 0", m)
+		}
+		time.Sleep(time.Millisecond)
+		after := time.Now().UnixNano()
+		second := writeMissed()
+		if err := c.engines[2].antiEntropyRound(ctx, before); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if m := missing(second); m != len(second) {
+			t.Errorf("node 2's lazy round, node 1 exchanged since its previous one: node 2 misses %d keys, want %d (not exchanged)", m, len(second))
+		}
+		if err := c.engines[2].antiEntropyRound(ctx, after); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if m := missing(second); m != 0 {
+			t.Errorf("node 2's lazy round, node 1 did not exchange since its previous one: node 2 misses %d keys, want 0", m)
+		}
+		third := writeMissed()
+		if err := c.engines[2].AntiEntropyOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if m := missing(third); m != 0 {
+			t.Errorf("after node 2's AntiEntropyOnce: node 2 misses %d keys, want 0", m)
+		}
+	})
 }

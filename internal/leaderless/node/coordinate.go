@@ -199,9 +199,18 @@ func (e *Engine) write(ctx context.Context, ns string, key, value []byte, opts W
 		return WriteResult{}, kv.Errorf(kv.CodeOf(err), "write %s/%q: %w", ns, key, err)
 	}
 	done := make(chan writeDone, 1)
-	r := &writeRun{e: e, c: c, req: request{op: opPut, ns: ns, key: key, lww: lww, state: st.Encode()}, done: done}
+	r := &writeRun{e: e, c: c, req: request{op: opPut, ns: ns, key: key, lww: lww, state: st}, done: done, results: make(chan reply)}
+	// The first step runs here: it takes this node's own acknowledgement,
+	// so that a W=1 write is answered without waiting for the driver
+	// goroutine to be scheduled. A W=1 write leaves its remote calls to
+	// the driver too, since its answer does not wait for them; a larger W
+	// needs their answers, so they start here at once.
+	r.deferCalls = opts.W <= 1
+	r.apply(dctx, first)
+	r.runLocal(dctx)
+	r.deferCalls = false
 	driving = true
-	go r.run(dctx, cancel, first)
+	go r.run(dctx, cancel)
 	res := WriteResult{Timestamp: w.Timestamp, Dot: w.Dot}
 	var d writeDone
 	select {
@@ -273,12 +282,11 @@ func (e *Engine) requestContext(ctx context.Context, timeout time.Duration) (con
 	if timeout <= 0 {
 		timeout = e.cfg.RequestTimeout
 	}
-	dctx, cancel := context.WithTimeout(e.ctx, timeout)
-	if d, ok := ctx.Deadline(); ok {
-		dctx2, cancel2 := context.WithDeadline(dctx, d)
-		return dctx2, func() { cancel2(); cancel() }
+	d := time.Now().Add(timeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		d = cd
 	}
-	return dctx, cancel
+	return context.WithDeadline(e.ctx, d) // one timer per request, not two
 }
 
 // reply is the end of one replica call.
@@ -296,12 +304,20 @@ type reply struct {
 type localCall struct {
 	req    request
 	repair bool
+	// minted: the request puts the state the coordinator's mint has
+	// already stored here; it is acknowledged without merging it again
+	// (a merge would read the key and find nothing to write).
+	minted bool
 }
 
 // runLocal runs the queued local calls and returns their replies.
 func (e *Engine) runLocal(ctx context.Context, q []localCall) []reply {
 	out := make([]reply, len(q))
 	for i, lc := range q {
+		if lc.minted {
+			out[i] = reply{to: e.self}
+			continue
+		}
 		body, err := e.handle(ctx, lc.req)
 		out[i] = reply{to: e.self, repair: lc.repair, body: body, err: err}
 	}
@@ -353,7 +369,8 @@ type writeDone struct {
 }
 
 // writeRun is the driver of one write: the only goroutine touching its
-// coordinator.
+// coordinator once the caller, which applies the first step, has started
+// it.
 type writeRun struct {
 	e    *Engine
 	c    *leaderless.WriteCoordinator
@@ -365,20 +382,32 @@ type writeRun struct {
 	inflight int
 	answered bool
 	timedOut bool
+
+	// deferCalls: remote calls go to deferred, for the driver to start
+	// (while the caller applies the first step).
+	deferCalls bool
+	deferred   []remoteCall
 }
 
-func (r *writeRun) run(ctx context.Context, cancel context.CancelFunc, first leaderless.WriteStep) {
+// remoteCall is a call to a peer not yet started.
+type remoteCall struct {
+	to  leaderless.NodeID
+	req request
+}
+
+// run drives the write to its end once its first step has been applied
+// (and its local calls run) by the caller, who hands the coordinator over.
+func (r *writeRun) run(ctx context.Context, cancel context.CancelFunc) {
 	defer r.e.wg.Done()
 	defer cancel()
-	r.results = make(chan reply)
-	r.apply(ctx, first)
+	for _, c := range r.deferred {
+		r.inflight++
+		r.e.startCall(ctx, r.results, c.to, c.req, false)
+	}
+	r.deferred = nil
 	for !r.c.Done() || r.inflight > 0 || len(r.local) > 0 {
 		if len(r.local) > 0 {
-			q := r.local
-			r.local = nil
-			for _, rep := range r.e.runLocal(ctx, q) {
-				r.receive(ctx, rep)
-			}
+			r.runLocal(ctx)
 			continue
 		}
 		select {
@@ -389,6 +418,17 @@ func (r *writeRun) run(ctx context.Context, cancel context.CancelFunc, first lea
 			r.timedOut = true
 			r.apply(ctx, r.c.Timeout())
 			return
+		}
+	}
+}
+
+// runLocal runs the queued local calls and takes their replies.
+func (r *writeRun) runLocal(ctx context.Context) {
+	for len(r.local) > 0 {
+		q := r.local
+		r.local = nil
+		for _, rep := range r.e.runLocal(ctx, q) {
+			r.receive(ctx, rep)
 		}
 	}
 }
@@ -408,7 +448,11 @@ func (r *writeRun) apply(ctx context.Context, st leaderless.WriteStep) {
 			req.hintFor = parseNode(s.HintFor)
 		}
 		if s.To == r.e.self {
-			r.local = append(r.local, localCall{req: req})
+			r.local = append(r.local, localCall{req: req, minted: req.hintFor == 0})
+			continue
+		}
+		if r.deferCalls {
+			r.deferred = append(r.deferred, remoteCall{to: s.To, req: req})
 			continue
 		}
 		r.inflight++

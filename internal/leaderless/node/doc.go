@@ -61,9 +61,15 @@
 // The coordinator must be one of the key's N home replicas (else
 // ErrNotReplica: the caller forwards to one). It reads its own state,
 // mints the write with versionvec Update (or Delete) at an hlc timestamp
-// under its node id, persists it, and sends the new state to the plan's
+// under its node id, persists it (durably as the Store's Put is: with
+// storage's sync=always, fsynced, in a commit group shared with the
+// node's concurrent writes), and sends the new state to the plan's
 // replicas; each merges it with versionvec.Sync under a per-key lock, so
-// concurrent puts of one key never lose each other's siblings. A fallback
+// concurrent puts of one key never lose each other's siblings. The
+// persisted mint is the coordinator's own acknowledgement, counted in the
+// caller's goroutine before the driver starts: a W=1 write is answered as
+// soon as it is stored here, and a W=1 ack means at least this replica
+// has it. A fallback
 // standing in for an unreachable home replica keeps the state as a durable
 // hint instead and hands it over once the owner answers a probe; hints
 // older than HintWindow are dropped (convergence of those keys is then left
@@ -90,6 +96,17 @@
 // range merges the peer's states here and sends its own there. Replicas
 // converge whatever was lost: hints past their window, repairs never
 // sent, writes that reached only some replicas.
+//
+// The store has no shard index, so finding the keys of a range means
+// reading the whole namespace. The differing ranges of all the shards of
+// a namespace shared with one peer are therefore exchanged together, in
+// pages of one pass over the namespace on each side (opRanges). Under a
+// steady write load some range always differs (writes in flight), so
+// every round pays that pass; the loop halves it by leaving a pair alone
+// when the peer has exchanged it with this node since this node's
+// previous round (an exchange goes both ways), so each pair is exchanged
+// about once per round of one side, and by either side alone if the
+// other's rounds stop reaching it.
 //
 // # Goroutines
 //

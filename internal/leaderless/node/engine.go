@@ -119,6 +119,10 @@ type Config struct {
 	// Logger receives background events (hint delivery failures); nil
 	// discards them.
 	Logger *slog.Logger
+
+	// testPage, when positive, replaces both pageKeys and scanChunk, so
+	// that tests can exercise anti-entropy's paging with a few keys.
+	testPage int
 }
 
 // DefaultConfig returns the defaults of the optional fields.
@@ -250,6 +254,15 @@ type Engine struct {
 		trees map[treeID]*shardTree
 	}
 
+	// exchanged records when each peer last finished an anti-entropy
+	// exchange of a namespace with this node (served its last opRanges
+	// page here), Unix ns: the loop leaves a pair the peer has exchanged
+	// since the loop's previous round alone. It is a leaf lock.
+	exchanged struct {
+		sync.Mutex
+		at map[peerNamespace]int64
+	}
+
 	// life orders request starts against Close: no goroutine is added to
 	// wg once Close has begun waiting.
 	life struct {
@@ -260,6 +273,10 @@ type Engine struct {
 	// unindexed is set when the store holds hint records the index could
 	// not take (at New); expiry then always scans the store.
 	unindexed atomic.Bool
+
+	// pageKeys and scanChunk are the anti-entropy limits of those names
+	// (Config.testPage in tests).
+	pageKeys, scanChunk int
 
 	stats counters
 }
@@ -321,9 +338,13 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	cfg.applyDefaults()
-	e := &Engine{cfg: cfg, self: nodeID(cfg.Self)}
+	e := &Engine{cfg: cfg, self: nodeID(cfg.Self), pageKeys: pageKeys, scanChunk: scanChunk}
+	if cfg.testPage > 0 {
+		e.pageKeys, e.scanChunk = cfg.testPage, cfg.testPage
+	}
 	e.mu.hints = leaderless.NewHints(cfg.HintLimit)
 	e.mu.trees = make(map[treeID]*shardTree)
+	e.exchanged.at = make(map[peerNamespace]int64)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if err := e.loadHints(e.ctx); err != nil {
 		e.cancel()

@@ -13,11 +13,12 @@ import (
 )
 
 // serve answers a replica call from a peer.
-func (e *Engine) serve(ctx context.Context, _ transport.NodeID, _ transport.Kind, payload []byte) ([]byte, error) {
+func (e *Engine) serve(ctx context.Context, from transport.NodeID, _ transport.Kind, payload []byte) ([]byte, error) {
 	req, err := decodeRequest(payload)
 	if err != nil {
 		return nil, kv.Errorf(kv.CodeInvalid, "%w", err)
 	}
+	req.from = uint64(from)
 	return e.handle(ctx, req)
 }
 
@@ -34,23 +35,26 @@ func (e *Engine) handle(ctx context.Context, req request) ([]byte, error) {
 		return e.serveTree(ctx, req)
 	case opRange:
 		return e.serveRange(ctx, req)
+	case opRanges:
+		return e.serveRanges(ctx, req)
 	case opGet:
-		var (
-			st    versionvec.Siblings
-			found bool
-			err   error
-		)
-		if req.hintFor != 0 && req.hintFor != e.cfg.Self {
-			st, found, _, err = e.readHint(ctx, req.hintFor, req.ns, req.key)
-		} else {
-			st, found, err = e.loadState(ctx, req.ns, req.key)
-		}
-		if err != nil {
-			return nil, err
-		}
 		var g getReply
-		if found {
-			g = getReply{found: true, state: st.Encode()}
+		if req.hintFor != 0 && req.hintFor != e.cfg.Self {
+			st, found, _, err := e.readHint(ctx, req.hintFor, req.ns, req.key)
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				g = getReply{found: true, state: st.Encode()}
+			}
+		} else {
+			_, raw, found, err := e.loadState(ctx, req.ns, req.key)
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				g = getReply{found: true, state: raw}
+			}
 		}
 		return appendGetReply(nil, g), nil
 	case opPut:
@@ -67,17 +71,20 @@ func (e *Engine) handle(ctx context.Context, req request) ([]byte, error) {
 	return nil, kv.Errorf(kv.CodeInvalid, "unknown op %d", req.op)
 }
 
-// loadState reads this replica's state of a key.
-func (e *Engine) loadState(ctx context.Context, ns string, key []byte) (versionvec.Siblings, bool, error) {
-	raw, ok, err := e.cfg.Store.Get(ctx, ns, key)
-	if err != nil || !ok {
-		return versionvec.Siblings{}, false, err
+// loadState reads this replica's state of a key, decoded and as stored.
+func (e *Engine) loadState(ctx context.Context, ns string, key []byte) (st versionvec.Siblings, raw []byte, found bool, err error) {
+	raw, found, err = e.cfg.Store.Get(ctx, ns, key)
+	if err != nil || !found {
+		return versionvec.Siblings{}, nil, false, err
 	}
-	st, err := versionvec.DecodeSiblings(raw)
+	st, err = versionvec.DecodeSiblings(raw)
 	if err != nil {
-		return versionvec.Siblings{}, false, kv.Errorf(kv.CodeInternal, "stored state of %s/%q: %w", ns, key, err)
+		return versionvec.Siblings{}, nil, false, kv.Errorf(kv.CodeInternal, "stored state of %s/%q: %w", ns, key, err)
 	}
-	return st, true, nil
+	if raw == nil {
+		raw = []byte{} // found: noteWriteLocked tells found from nil
+	}
+	return st, raw, true, nil
 }
 
 // mergeLocal merges in into this replica's state of the key (Sync, then
@@ -95,7 +102,7 @@ func (e *Engine) mergeLocal(ctx context.Context, ns string, key []byte, in versi
 	mu := e.keyLock(ns, key)
 	mu.Lock()
 	defer mu.Unlock()
-	cur, found, err := e.loadState(ctx, ns, key)
+	cur, old, found, err := e.loadState(ctx, ns, key)
 	if err != nil {
 		return versionvec.Siblings{}, err
 	}
@@ -114,19 +121,20 @@ func (e *Engine) mergeLocal(ctx context.Context, ns string, key []byte, in versi
 	if err := e.cfg.Store.Put(ctx, ns, key, enc); err != nil {
 		return versionvec.Siblings{}, fmt.Errorf("store %s/%q: %w", ns, key, err)
 	}
-	e.noteWriteLocked(ns, key, cur, found, enc)
+	e.noteWriteLocked(ns, key, old, enc)
 	return merged, nil
 }
 
 // mint records a new write at this node (the coordinator) on its own state
-// of the key, persists it and returns the new state and the write's dot.
-func (e *Engine) mint(ctx context.Context, ns string, key, value []byte, del, lww bool, vctx versionvec.Vector) (versionvec.Siblings, versionvec.Sibling, error) {
+// of the key, persists it and returns the new state, encoded, and the
+// write.
+func (e *Engine) mint(ctx context.Context, ns string, key, value []byte, del, lww bool, vctx versionvec.Vector) ([]byte, versionvec.Sibling, error) {
 	mu := e.keyLock(ns, key)
 	mu.Lock()
 	defer mu.Unlock()
-	cur, found, err := e.loadState(ctx, ns, key)
+	cur, old, _, err := e.loadState(ctx, ns, key)
 	if err != nil {
-		return versionvec.Siblings{}, versionvec.Sibling{}, err
+		return nil, versionvec.Sibling{}, err
 	}
 	ts := e.cfg.Clock.Now()
 	var (
@@ -143,14 +151,14 @@ func (e *Engine) mint(ctx context.Context, ns string, key, value []byte, del, lw
 	}
 	enc := next.Encode()
 	if err := e.cfg.Store.Put(ctx, ns, key, enc); err != nil {
-		return versionvec.Siblings{}, versionvec.Sibling{}, fmt.Errorf("store %s/%q: %w", ns, key, err)
+		return nil, versionvec.Sibling{}, fmt.Errorf("store %s/%q: %w", ns, key, err)
 	}
-	e.noteWriteLocked(ns, key, cur, found, enc)
+	e.noteWriteLocked(ns, key, old, enc)
 	w := versionvec.Sibling{Dot: dot, Timestamp: ts, Tombstone: del}
 	if !del {
 		w.Value = value
 	}
-	return next, w, nil
+	return enc, w, nil
 }
 
 // observe moves the clock past every timestamp in st, so that a write

@@ -118,14 +118,14 @@ func (e *Engine) collect(ctx context.Context, ns string, key []byte) (bool, erro
 	mu := e.keyLock(ns, key)
 	mu.Lock()
 	defer mu.Unlock()
-	cur, found, err := e.loadState(ctx, ns, key)
+	cur, old, found, err := e.loadState(ctx, ns, key)
 	if err != nil || !found || !e.collectable(cur) {
 		return false, err
 	}
 	if err := e.cfg.Store.Delete(ctx, ns, key); err != nil {
 		return false, fmt.Errorf("collect tombstone of %s/%q: %w", ns, key, err)
 	}
-	e.noteWriteLocked(ns, key, cur, true, nil)
+	e.noteWriteLocked(ns, key, old, nil)
 	e.stats.tombstonesCollected.Add(1)
 	return true, nil
 }

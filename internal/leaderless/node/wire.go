@@ -28,13 +28,18 @@ var ErrBadMessage = errors.New("leaderless: malformed message")
 //	         uvarint and each node uvarint (a merkle.Query)
 //	opRange: ns, shard uvarint, first and last key hash (8 bytes each, big
 //	         endian)
+//	opRanges: ns, resume key (a byte: 0 from the first key, 1 after the
+//	         length-prefixed key that follows), a count of spans and per
+//	         span its shard uvarint and first and last key hash
 //
 // A put's reply is empty; a get's is a found byte (0 or 1) and the state
 // (length-prefixed, empty when not found); a probe's is empty; a tree
 // query's is the level uvarint, a count and 8 bytes per hash (a
 // merkle.Answer); a range's is a count and, per key, the key and its state
-// (both length-prefixed). Refusals
-// travel as Serve errors. Nothing may follow the last field.
+// (both length-prefixed); a ranges page is a range's reply followed by
+// the resume key of the next page, encoded like the request's (0: the
+// scan is complete). Refusals travel as Serve errors. Nothing may follow
+// the last field.
 const wireFormat byte = 1
 
 type op byte
@@ -45,6 +50,11 @@ const (
 	opProbe op = 3 // cheap liveness check before hint delivery
 	opTree  op = 4 // anti-entropy: hashes of some nodes of a shard's tree
 	opRange op = 5 // anti-entropy: the states of a shard's keys in a hash range
+	// opRanges: anti-entropy, one page of the states of a namespace's keys
+	// in any of several shards' hash ranges; one scan of the namespace
+	// answers every differing range of every shard. It supersedes opRange,
+	// which is still served for peers running an older version.
+	opRanges op = 6
 )
 
 const flagLWW = 1 // the namespace keeps only the last-writer-wins winner
@@ -60,6 +70,16 @@ type request struct {
 	shard   int          // opTree, opRange
 	query   merkle.Query // opTree
 	rng     merkle.Range // opRange
+	after   []byte       // opRanges: resume after this key; nil: from the first
+	spans   []span       // opRanges
+
+	from uint64 // the peer that sent it (not on the wire; 0: this node)
+}
+
+// span is one key-hash range of one shard, for opRanges.
+type span struct {
+	shard int
+	rng   merkle.Range
 }
 
 func appendRequest(dst []byte, r request) []byte {
@@ -93,8 +113,26 @@ func appendRequest(dst []byte, r request) []byte {
 		dst = binary.AppendUvarint(dst, uint64(r.shard))
 		dst = binary.BigEndian.AppendUint64(dst, r.rng.First)
 		dst = binary.BigEndian.AppendUint64(dst, r.rng.Last)
+	case opRanges:
+		dst = appendField(dst, []byte(r.ns))
+		dst = appendResume(dst, r.after)
+		dst = binary.AppendUvarint(dst, uint64(len(r.spans)))
+		for _, sp := range r.spans {
+			dst = binary.AppendUvarint(dst, uint64(sp.shard))
+			dst = binary.BigEndian.AppendUint64(dst, sp.rng.First)
+			dst = binary.BigEndian.AppendUint64(dst, sp.rng.Last)
+		}
 	}
 	return dst
+}
+
+// appendResume encodes a scan's resume key: nil (from the first key, or
+// in a reply: complete) as 0, else 1 and the key.
+func appendResume(dst, key []byte) []byte {
+	if key == nil {
+		return append(dst, 0)
+	}
+	return appendField(append(dst, 1), key)
 }
 
 func decodeRequest(b []byte) (request, error) {
@@ -133,6 +171,17 @@ func decodeRequest(b []byte) (request, error) {
 		r.shard = d.int("shard")
 		r.rng.First = d.uint64("range")
 		r.rng.Last = d.uint64("range")
+	case opRanges:
+		r.ns = string(d.field("namespace"))
+		r.after = d.resume("resume key")
+		n := d.count("spans", 17)
+		for range n {
+			sp := span{shard: d.int("shard"), rng: merkle.Range{First: d.uint64("range"), Last: d.uint64("range")}}
+			if d.err == nil && sp.rng.First > sp.rng.Last {
+				d.fail("range")
+			}
+			r.spans = append(r.spans, sp)
+		}
 	default:
 		if d.err == nil {
 			d.err = fmt.Errorf("%w: unknown op %d", ErrBadMessage, r.op)
@@ -210,6 +259,31 @@ func decodeEntries(b []byte) ([]Entry, error) {
 		return nil, err
 	}
 	return es, nil
+}
+
+// rangesPage is the reply to opRanges: the matching states of one page of
+// the scan and the key to resume after (nil: the scan is complete).
+type rangesPage struct {
+	entries []Entry
+	next    []byte
+}
+
+func appendRangesPage(dst []byte, p rangesPage) []byte {
+	return appendResume(appendEntries(dst, p.entries), p.next)
+}
+
+func decodeRangesPage(b []byte) (rangesPage, error) {
+	d := wireDecoder{b: b}
+	n := d.count("entries", 2)
+	var p rangesPage
+	for range n {
+		p.entries = append(p.entries, Entry{Key: d.field("key"), Value: d.field("state")})
+	}
+	p.next = d.resume("resume key")
+	if err := d.end(); err != nil {
+		return rangesPage{}, err
+	}
+	return p, nil
 }
 
 func appendField(dst, b []byte) []byte {
@@ -307,6 +381,22 @@ func (d *wireDecoder) field(what string) []byte {
 	copy(out, d.b)
 	d.b = d.b[l:]
 	return out
+}
+
+// resume reads a key encoded by appendResume; a present empty key is
+// returned as an empty non-nil slice, so it re-encodes the same.
+func (d *wireDecoder) resume(what string) []byte {
+	switch d.byte(what) {
+	case 0:
+		return nil
+	case 1:
+		if k := d.field(what); k != nil || d.err != nil {
+			return k
+		}
+		return []byte{}
+	}
+	d.fail(what)
+	return nil
 }
 
 func (d *wireDecoder) end() error {

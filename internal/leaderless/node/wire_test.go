@@ -27,6 +27,9 @@ func TestRequestRoundTrip(t *testing.T) {
 		{op: opTree, ns: "ns", shard: 3, query: merkle.Query{Depth: 10, Level: 4, Nodes: []int{0, 5, 15}}},
 		{op: opTree, ns: "ns", query: merkle.Query{Depth: 10}},
 		{op: opRange, ns: "ns", shard: 1, rng: merkle.Range{First: 1 << 60, Last: ^uint64(0)}},
+		{op: opRanges, ns: "ns"},
+		{op: opRanges, ns: "ns", after: []byte{}, spans: []span{{shard: 0, rng: merkle.Range{First: 3, Last: 3}}}},
+		{op: opRanges, ns: "ns", after: []byte("k7"), spans: []span{{shard: 2, rng: merkle.Range{Last: 9}}, {shard: 1 << 20, rng: merkle.Range{First: 1 << 63, Last: ^uint64(0)}}}},
 	}
 	for _, want := range tests {
 		got, err := decodeRequest(appendRequest(nil, want))
@@ -42,6 +45,12 @@ func TestRequestRoundTrip(t *testing.T) {
 	}
 	for _, want := range [][]Entry{nil, {{Key: []byte("k"), Value: sampleState()}, {Key: []byte("l")}}} {
 		got, err := decodeEntries(appendEntries(nil, want))
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("round trip of %+v: got %+v, %v", want, got, err)
+		}
+	}
+	for _, want := range []rangesPage{{}, {next: []byte{}}, {entries: []Entry{{Key: []byte("k"), Value: sampleState()}}, next: []byte("k")}} {
+		got, err := decodeRangesPage(appendRangesPage(nil, want))
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("round trip of %+v: got %+v, %v", want, got, err)
 		}
@@ -70,6 +79,9 @@ func TestRequestDecodeRejects(t *testing.T) {
 		{"overlong uvarint", []byte{wireFormat, byte(opGet), 0x80, 0x00, 0, 0}},
 		{"node count past the end", []byte{wireFormat, byte(opTree), 0, 0, 1, 1, 100, 1}},
 		{"short range", []byte{wireFormat, byte(opRange), 0, 0, 1, 2, 3}},
+		{"bad resume flag", []byte{wireFormat, byte(opRanges), 0, 2, 0}},
+		{"span count past the end", []byte{wireFormat, byte(opRanges), 0, 0, 1, 0}},
+		{"inverted span", appendRequest(nil, request{op: opRanges, spans: []span{{rng: merkle.Range{First: 2, Last: 1}}}})},
 	}
 	for _, tc := range tests {
 		if _, err := decodeRequest(tc.b); !errors.Is(err, ErrBadMessage) {
@@ -81,6 +93,9 @@ func TestRequestDecodeRejects(t *testing.T) {
 	}
 	if _, err := decodeEntries([]byte{1, 1}); !errors.Is(err, ErrBadMessage) {
 		t.Errorf("truncated entries: got %v, want ErrBadMessage", err)
+	}
+	if _, err := decodeRangesPage([]byte{0}); !errors.Is(err, ErrBadMessage) {
+		t.Errorf("ranges page without its resume key: got %v, want ErrBadMessage", err)
 	}
 	if _, err := decodeGetReply([]byte{2}); !errors.Is(err, ErrBadMessage) {
 		t.Errorf("get reply with found=2: got %v, want ErrBadMessage", err)
@@ -96,6 +111,8 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add(appendGetReply(nil, getReply{found: true, state: sampleState()}))
 	f.Add(appendRequest(nil, request{op: opTree, ns: "ns", shard: 2, query: merkle.Query{Depth: 8, Level: 3, Nodes: []int{1, 2}}}))
 	f.Add(appendRequest(nil, request{op: opRange, ns: "ns", shard: 2, rng: merkle.Range{First: 5, Last: 9}}))
+	f.Add(appendRequest(nil, request{op: opRanges, ns: "ns", after: []byte("k"), spans: []span{{shard: 1, rng: merkle.Range{First: 5, Last: 9}}}}))
+	f.Add(appendRangesPage(nil, rangesPage{entries: []Entry{{Key: []byte("k"), Value: []byte("v")}}, next: []byte("k")}))
 	f.Add(appendAnswer(nil, merkle.Answer{Level: 1, Hashes: []uint64{7, 8}}))
 	f.Add(appendEntries(nil, []Entry{{Key: []byte("k"), Value: []byte("v")}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -112,6 +129,11 @@ func FuzzDecodeRequest(f *testing.F) {
 		if es, err := decodeEntries(b); err == nil {
 			if again := appendEntries(nil, es); !bytes.Equal(again, b) {
 				t.Fatalf("decoded %+v re-encodes to %x, want %x", es, again, b)
+			}
+		}
+		if p, err := decodeRangesPage(b); err == nil {
+			if again := appendRangesPage(nil, p); !bytes.Equal(again, b) {
+				t.Fatalf("decoded %+v re-encodes to %x, want %x", p, again, b)
 			}
 		}
 		if g, err := decodeGetReply(b); err == nil {
