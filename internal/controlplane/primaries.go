@@ -96,6 +96,10 @@ type primaryGroup struct {
 	// blockedUntil holds off grants to a primary promoted behind this
 	// leader's back until those have run out.
 	grantEnd, blockedUntil int64
+	// stale is set when a write of the record failed: it may still have
+	// committed (a timeout), so the cached record and version are not to
+	// be trusted until reread.
+	stale bool
 }
 
 type heardReport struct {
@@ -190,6 +194,9 @@ func (p *Primaries) Report(ctx context.Context, group uint64, st primary.Replica
 	if !slices.Contains(sh.Replicas, uint64(st.Node)) {
 		return primary.Assignment{}, kv.Errorf(kv.CodeInvalid, "failover authority: node %d is not a replica of group %d (%v)", st.Node, group, sh.Replicas)
 	}
+	if err := p.resync(ctx, g, group); err != nil {
+		return primary.Assignment{}, err
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := p.cfg.Clock()
@@ -280,6 +287,7 @@ func (p *Primaries) promote(ctx context.Context, g *primaryGroup, d failover.Dec
 	}
 	ver, err := p.writeRecord(ctx, rec, g.version)
 	if err != nil {
+		g.stale = true
 		return err
 	}
 	g.rec, g.version, g.lease = rec, ver, d.Lease
@@ -385,7 +393,7 @@ func (p *Primaries) adopt(g *primaryGroup, rec PrimaryRecord, ver uint64, now in
 	if ver == g.version {
 		return
 	}
-	p.cfg.Logger.Warn("failover authority: record changed behind the leader", "group", rec.Group, "epoch", rec.Epoch, "primary", rec.Primary)
+	p.cfg.Logger.Warn("failover authority: record reread: it changed behind the leader, or a write of ours had an unknown outcome", "group", rec.Group, "epoch", rec.Epoch, "primary", rec.Primary)
 	g.rec, g.version = rec, ver
 	g.lease = failover.Lease{Holder: rec.Primary, Epoch: rec.Epoch, Granted: max(now, g.grantEnd), Duration: p.cfg.Failover.LeaseDuration}
 	g.blockedUntil = max(g.blockedUntil, g.grantEnd)
@@ -403,6 +411,9 @@ func (p *Primaries) ProposeISR(ctx context.Context, group uint64, from failover.
 	if err != nil {
 		return failover.ISRRecord{}, err
 	}
+	if err := p.resync(ctx, g, group); err != nil {
+		return failover.ISRRecord{}, err
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if from != g.rec.Primary || prop.Epoch != g.rec.Epoch {
@@ -417,6 +428,7 @@ func (p *Primaries) ProposeISR(ctx context.Context, group uint64, from failover.
 	rec.ISR = next
 	ver, err := p.writeRecord(ctx, rec, g.version)
 	if err != nil {
+		g.stale = true
 		return failover.ISRRecord{}, err
 	}
 	g.rec, g.version = rec, ver
@@ -436,4 +448,29 @@ func (v *View) primaryShard(group uint64) (kv.NamespaceInfo, kv.ShardInfo, bool)
 		}
 	}
 	return kv.NamespaceInfo{}, kv.ShardInfo{}, false
+}
+
+// resync rereads a shard's record after one of this leader's writes of
+// it failed: the write may have committed anyway (a timeout), and until
+// the cache agrees with the record every conditional write would be
+// refused as a conflict and no failover could happen.
+func (p *Primaries) resync(ctx context.Context, g *primaryGroup, group uint64) error {
+	g.mu.Lock()
+	stale := g.stale
+	g.mu.Unlock()
+	if !stale {
+		return nil
+	}
+	if err := p.svc.cfg.Engine.ReadBarrier(ctx, MetaGroup); err != nil {
+		return fmt.Errorf("failover authority: rereading the record of group %d: %w", group, err)
+	}
+	rec, ver, err := p.readRecord(ctx, group)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p.adopt(g, rec, ver, p.cfg.Clock())
+	g.stale = false
+	return nil
 }
