@@ -52,8 +52,8 @@ for ns in st pasync psemi psync aasync aasync_sync; do
 	touch "$dir/stop"
 	wait $sampler
 	read -r ops p50 p99 < <(jq -r '.runs[0].ops[] | select(.op == "write") | "\(.ops_per_sec | floor) \(.p50_ms) \(.p99_ms)"' "$dir/$ns/"*.json 2>/dev/null || echo "? ? ?")
-	lag=$(sort -n "$dir/lag.$ns" | awk '{e[NR]=$1; if ($1>me) me=$1} END {if (NR==0) {print "- -"} else {print e[int(NR*0.99)>0?int(NR*0.99):1], me}}')
-	lagms=$(awk '{print $2}' "$dir/lag.$ns" | sort -n | awk '{m[NR]=$1; if ($1>mx) mx=$1} END {if (NR==0) {print "- -"} else {print m[int(NR*0.99)>0?int(NR*0.99):1], mx}}')
+	lag=$(sort -n "$dir/lag.$ns" | awk '{e[NR]=$1; if ($1>me) me=$1} END {i=int(NR*0.99); if (i<1) i=1; if (NR==0) {print "- -"} else {print e[i], me}}')
+	lagms=$(awk '{print $2}' "$dir/lag.$ns" | sort -n | awk '{m[NR]=$1; if ($1>mx) mx=$1} END {i=int(NR*0.99); if (i<1) i=1; if (NR==0) {print "- -"} else {print m[i], mx}}')
 	case $ns in
 	st) ack=raft avail=- ;;
 	pasync) ack=async avail=active-passive ;;
