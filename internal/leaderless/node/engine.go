@@ -353,7 +353,7 @@ func New(cfg Config) (*Engine, error) {
 	cfg.Endpoint.Handle(KindLeaderless, transport.HandlerFuncs{OnServe: e.serve})
 	if cfg.HandoffInterval > 0 {
 		e.wg.Add(1)
-		go e.handoffLoop()
+		go e.every(cfg.HandoffInterval, "hinted handoff round", e.HandoffOnce)
 	}
 	if cfg.Shards != nil && cfg.AntiEntropyInterval > 0 {
 		e.wg.Add(1)
@@ -361,7 +361,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.TombstoneGrace > 0 && cfg.TombstoneSweepInterval > 0 {
 		e.wg.Add(1)
-		go e.tombstoneLoop()
+		go e.every(cfg.TombstoneSweepInterval, "tombstone sweep", e.CollectTombstonesOnce)
 	}
 	return e, nil
 }

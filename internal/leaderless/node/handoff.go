@@ -8,18 +8,19 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/leaderless"
 )
 
-// handoffLoop runs HandoffOnce every HandoffInterval until Close.
-func (e *Engine) handoffLoop() {
+// every runs round every d until Close, logging its failures as what:
+// the engine's periodic loops (hint handoff, the tombstone sweep).
+func (e *Engine) every(d time.Duration, what string, round func(context.Context) (int, error)) {
 	defer e.wg.Done()
-	t := time.NewTicker(e.cfg.HandoffInterval)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-e.ctx.Done():
 			return
 		case <-t.C:
-			if _, err := e.HandoffOnce(e.ctx); err != nil && e.ctx.Err() == nil {
-				e.cfg.Logger.Warn("hinted handoff round failed", "err", err)
+			if _, err := round(e.ctx); err != nil && e.ctx.Err() == nil {
+				e.cfg.Logger.Warn(what+" failed", "err", err)
 			}
 		}
 	}

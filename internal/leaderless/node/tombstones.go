@@ -4,29 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 	"github.com/fulcrumdb/fulcrum/internal/versionvec"
 )
-
-// tombstoneLoop runs CollectTombstonesOnce every TombstoneSweepInterval
-// until Close.
-func (e *Engine) tombstoneLoop() {
-	defer e.wg.Done()
-	t := time.NewTicker(e.cfg.TombstoneSweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.ctx.Done():
-			return
-		case <-t.C:
-			if _, err := e.CollectTombstonesOnce(e.ctx); err != nil && e.ctx.Err() == nil {
-				e.cfg.Logger.Warn("tombstone sweep failed", "err", err)
-			}
-		}
-	}
-}
 
 // CollectTombstonesOnce runs one tombstone sweep: it reads every row of
 // the namespaces of Config.Namespaces and Config.Shards and removes, under
