@@ -101,6 +101,9 @@ type Cluster struct {
 	// shard compares its Merkle tree with the other replicas' and
 	// exchanges what differs.
 	AntiEntropy Duration `toml:"anti_entropy"`
+	// AntiEntropyBandwidth caps the bytes per second anti-entropy pulls
+	// and pushes (0: no cap).
+	AntiEntropyBandwidth Size `toml:"anti_entropy_bandwidth"`
 	// HintWindow is how long a node keeps a hint (a write it took for an
 	// unreachable replica of an eventual namespace) before dropping it.
 	HintWindow Duration `toml:"hint_window"`
@@ -237,22 +240,23 @@ func Default() Config {
 			Format: LogText,
 		},
 		Cluster: Cluster{
-			ID:              0,
-			PeerAddr:        "127.0.0.1:7381",
-			Peers:           []string{},
-			Join:            "",
-			Name:            "fulcrum",
-			Shards:          16,
-			Replicas:        3,
-			RequestTimeout:  Duration(2 * time.Second),
-			Tick:            Duration(100 * time.Millisecond),
-			ElectionTicks:   10,
-			LeaseReads:      false,
-			MaxClockDrift:   0,
-			AntiEntropy:     Duration(time.Second),
-			HintWindow:      Duration(time.Hour),
-			FailoverTimeout: Duration(time.Second),
-			TombstoneGrace:  Duration(24 * time.Hour),
+			ID:                   0,
+			PeerAddr:             "127.0.0.1:7381",
+			Peers:                []string{},
+			Join:                 "",
+			Name:                 "fulcrum",
+			Shards:               16,
+			Replicas:             3,
+			RequestTimeout:       Duration(2 * time.Second),
+			Tick:                 Duration(100 * time.Millisecond),
+			ElectionTicks:        10,
+			LeaseReads:           false,
+			MaxClockDrift:        0,
+			AntiEntropy:          Duration(time.Second),
+			AntiEntropyBandwidth: 16 * MiB,
+			HintWindow:           Duration(time.Hour),
+			FailoverTimeout:      Duration(time.Second),
+			TombstoneGrace:       Duration(24 * time.Hour),
 		},
 	}
 }

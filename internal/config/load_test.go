@@ -57,7 +57,7 @@ func TestTOMLRoundTrip(t *testing.T) {
 		Log:             Log{Level: LogDebug, Format: LogJSON},
 		Cluster: Cluster{ID: 2, PeerAddr: "10.0.0.2:9000", Peers: []string{"1=10.0.0.1:9000", "2=10.0.0.2:9000"}, Join: "10.0.0.1:8080", Name: "c\"x",
 			Shards: 4, Replicas: 2, RequestTimeout: Duration(time.Second), Tick: Duration(50 * time.Millisecond), ElectionTicks: 20,
-			LeaseReads: true, MaxClockDrift: Duration(100 * time.Millisecond), VIP: "10.0.0.100/24", VIPInterface: "eth0"},
+			LeaseReads: true, MaxClockDrift: Duration(100 * time.Millisecond), VIP: "10.0.0.100/24", VIPInterface: "eth0", AntiEntropyBandwidth: 3 * MiB},
 	}
 	// Guard against a field added to Config but not to TOML: every field
 	// above must differ from its default.

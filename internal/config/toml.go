@@ -110,6 +110,9 @@ func (c Config) TOML() string {
 	w.key("anti_entropy", quote(c.Cluster.AntiEntropy.String()),
 		"How often each replica of an eventual namespace's shard compares its",
 		"Merkle tree with the other replicas' and exchanges the keys that differ.")
+	w.key("anti_entropy_bandwidth", quote(c.Cluster.AntiEntropyBandwidth.String()),
+		"The most bytes per second anti-entropy pulls and pushes, over all peers, so",
+		"that repairing a replica that was away long leaves room for clients; 0: no cap.")
 	w.key("hint_window", quote(c.Cluster.HintWindow.String()),
 		"How long a node keeps a hint (a write of an eventual namespace it took for",
 		"an unreachable replica) before dropping it; anti-entropy repairs the rest.")

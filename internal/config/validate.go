@@ -243,6 +243,9 @@ func (v *validator) cluster(c Config) {
 	v.positiveDuration("cluster.tick", cl.Tick)
 	v.positiveDuration("cluster.anti_entropy", cl.AntiEntropy)
 	v.positiveDuration("cluster.hint_window", cl.HintWindow)
+	if cl.AntiEntropyBandwidth < 0 {
+		v.addf("cluster.anti_entropy_bandwidth: %s is negative", cl.AntiEntropyBandwidth)
+	}
 	if floor := cl.HintWindow + 2*cl.AntiEntropy + cl.RequestTimeout; cl.TombstoneGrace <= floor {
 		v.addf("cluster.tombstone_grace: %s must exceed hint_window + 2*anti_entropy + request_timeout (%s), or a replica that missed a delete can bring the value back", cl.TombstoneGrace, floor)
 	}

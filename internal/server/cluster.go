@@ -78,6 +78,8 @@ type cluster struct {
 	leaderlessNS map[string]bool
 	// antiEntropy, hintWindow and tombstoneGrace are cluster.*'s.
 	antiEntropy, hintWindow, tombstoneGrace, requestTimeout time.Duration
+	// aeBandwidth is cluster.anti_entropy_bandwidth.
+	aeBandwidth int64
 	// started is when this node started (a node heard from nobody yet
 	// must not take silence for death).
 	started time.Time
@@ -117,7 +119,7 @@ func openCluster(cfg config.Config, st *storage.Store, logger *slog.Logger, now 
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec), lingering: make(map[uint64]bool), started: now(), antiEntropy: time.Duration(cc.AntiEntropy), hintWindow: time.Duration(cc.HintWindow), tombstoneGrace: time.Duration(cc.TombstoneGrace), requestTimeout: time.Duration(cc.RequestTimeout)}
+	c := &cluster{id: cc.ID, peers: peers, store: st, logger: logger, groups: make(map[uint64]raftstore.GroupSpec), lingering: make(map[uint64]bool), started: now(), antiEntropy: time.Duration(cc.AntiEntropy), hintWindow: time.Duration(cc.HintWindow), tombstoneGrace: time.Duration(cc.TombstoneGrace), requestTimeout: time.Duration(cc.RequestTimeout), aeBandwidth: int64(cc.AntiEntropyBandwidth)}
 	tcfg := transport.DefaultTCPConfig()
 	tcfg.ID = transport.NodeID(cc.ID)
 	tcfg.ListenAddr = cc.PeerAddr

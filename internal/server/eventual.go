@@ -39,6 +39,7 @@ func (c *cluster) startEventual(now func() time.Time, logger *slog.Logger) error
 	cfg.AntiEntropyInterval = c.antiEntropy
 	cfg.HintWindow = c.hintWindow
 	cfg.TombstoneGrace = c.tombstoneGrace
+	cfg.AntiEntropyBandwidth = c.aeBandwidth
 	cfg.RequestTimeout = c.requestTimeout
 	cfg.Namespaces = func() []string {
 		var out []string

@@ -407,6 +407,9 @@ func (e *Engine) exchange(ctx context.Context, t aeTask, spans []span) error {
 		if err != nil {
 			return fmt.Errorf("anti-entropy ranges of %s from node %d: %w", t.ns, t.peer, err)
 		}
+		if err := e.aeWait(ctx, len(body)); err != nil {
+			return err
+		}
 		page, err := decodeRangesPage(body)
 		if err == nil && page.next != nil && after != nil && bytes.Compare(page.next, after) <= 0 {
 			err = fmt.Errorf("%w: page does not advance", ErrBadMessage) // would loop for ever
@@ -472,6 +475,14 @@ func (e *Engine) push(ctx context.Context, peer uint64, ns string, lww bool, sta
 		failed := first != nil
 		mu.Unlock()
 		if failed {
+			break
+		}
+		if err := e.aeWait(ctx, len(ent.Key)+len(ent.Value)); err != nil {
+			mu.Lock()
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
 			break
 		}
 		sem <- struct{}{}
@@ -572,4 +583,23 @@ func (e *Engine) serveRanges(ctx context.Context, req request) ([]byte, error) {
 			return appendRangesPage(nil, page), nil
 		}
 	}
+}
+
+// aeMinBurst is the smallest burst of the anti-entropy rate limit; a
+// page larger than the burst waits for it a burst at a time.
+const aeMinBurst = 64 << 10
+
+// aeWait paces n bytes of anti-entropy traffic (Config.AntiEntropyBandwidth).
+func (e *Engine) aeWait(ctx context.Context, n int) error {
+	if e.aeLimit == nil {
+		return nil
+	}
+	for n > 0 {
+		chunk := min(n, e.aeLimit.Burst())
+		if err := e.aeLimit.WaitN(ctx, chunk); err != nil {
+			return fmt.Errorf("anti-entropy bandwidth limit: %w", err)
+		}
+		n -= chunk
+	}
+	return nil
 }

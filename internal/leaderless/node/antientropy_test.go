@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -375,4 +376,58 @@ func TestAntiEntropyLazyRound(t *testing.T) {
 			t.Errorf("after node 2's AntiEntropyOnce: node 2 misses %d keys, want 0", m)
 		}
 	})
+}
+
+// With AntiEntropyBandwidth set, repairing a replica that missed 300 KB
+// of writes takes at least the time the cap allows (in the bubble's
+// virtual time); without it, no time passes.
+func TestAntiEntropyBandwidth(t *testing.T) {
+	ids := []uint64{1, 2, 3}
+	const bw = 32 << 10 // bytes per second
+	for _, limited := range []bool{false, true} {
+		t.Run(fmt.Sprintf("limited=%v", limited), func(t *testing.T) {
+			inBubble(t, 7, 3, func(cfg *Config) {
+				withAntiEntropy(ids, -1)(cfg)
+				cfg.Preference = fixedPreference(ids)
+				if limited {
+					cfg.AntiEntropyBandwidth = bw
+				}
+			}, func(t *testing.T, c *cluster) {
+				c.net.Isolate(3)
+				value := strings.Repeat("x", 1000)
+				for i := range 300 {
+					if _, err := put(c.engines[1], fmt.Sprintf("key%03d", i), value, WriteOptions{N: 3, W: 1}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				time.Sleep(5 * time.Second) // virtual: the writes' sends to node 3 give up
+				synctest.Wait()
+				c.net.Heal()
+				if _, ok := c.state(3, "key000"); ok {
+					t.Fatal("node 3 has key000 before anti-entropy")
+				}
+				start := time.Now()
+				if err := c.engines[3].AntiEntropyOnce(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				took := time.Since(start)
+				for i := range 300 {
+					if _, ok := c.state(3, fmt.Sprintf("key%03d", i)); !ok {
+						t.Fatalf("node 3 lacks key%03d after the round", i)
+					}
+				}
+				// 300 KB pulled from node 1 (node 2 has them too: pulled
+				// once, the second exchange finds them equal), less the
+				// burst, at bw.
+				floor := time.Duration(300_000-aeMinBurst) * time.Second / bw
+				switch {
+				case limited && took < floor:
+					t.Errorf("limited round took %v, want at least %v", took, floor)
+				case !limited && took > time.Second:
+					t.Errorf("unlimited round took %v of virtual time", took)
+				}
+				t.Logf("round took %v (virtual)", took)
+			})
+		})
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/leaderless"
 	"github.com/fulcrumdb/fulcrum/internal/merkle"
 	"github.com/fulcrumdb/fulcrum/internal/transport"
+	"golang.org/x/time/rate"
 )
 
 // Errors callers branch on. The errors returned by Put, Delete and Get are
@@ -87,6 +88,11 @@ type Config struct {
 	// AntiEntropyInterval is the period of the anti-entropy loop;
 	// negative disables the loop (AntiEntropyOnce still works).
 	AntiEntropyInterval time.Duration
+	// AntiEntropyBandwidth caps the bytes per second of states anti-entropy
+	// pulls and pushes, over all peers, so that repairing a replica that
+	// was away long does not crowd out client traffic (bursts up to
+	// max(the rate, 64 KiB)). 0: no cap.
+	AntiEntropyBandwidth int64
 	// TreeDepth is the depth of every shard's Merkle tree (2^depth
 	// leaves); all nodes must use the same.
 	TreeDepth int
@@ -279,6 +285,8 @@ type Engine struct {
 	pageKeys, scanChunk int
 
 	stats counters
+	// aeLimit paces anti-entropy's traffic (nil: unlimited).
+	aeLimit *rate.Limiter
 }
 
 // counters are the engine's metrics; they only grow.
@@ -349,6 +357,9 @@ func New(cfg Config) (*Engine, error) {
 	if err := e.loadHints(e.ctx); err != nil {
 		e.cancel()
 		return nil, err
+	}
+	if cfg.AntiEntropyBandwidth > 0 {
+		e.aeLimit = rate.NewLimiter(rate.Limit(cfg.AntiEntropyBandwidth), int(max(cfg.AntiEntropyBandwidth, aeMinBurst)))
 	}
 	cfg.Endpoint.Handle(KindLeaderless, transport.HandlerFuncs{OnServe: e.serve})
 	if cfg.HandoffInterval > 0 {
