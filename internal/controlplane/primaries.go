@@ -223,7 +223,7 @@ func (p *Primaries) decide(g *primaryGroup, ns kv.NamespaceInfo, sh kv.ShardInfo
 		reps = append(reps, failover.Replica{ID: failover.NodeID(id), Applied: h.st.Applied, LastEpoch: h.st.LastEpoch,
 			InSync: g.rec.ISR.Epoch == g.rec.Epoch && slices.Contains(g.rec.ISR.Members, failover.NodeID(id)), Alive: ok})
 	}
-	s := failover.Shard{Epoch: g.rec.Epoch, Primary: g.rec.Primary, Lease: g.lease, Policy: ackPolicy(ns.Policy)}
+	s := failover.Shard{Epoch: g.rec.Epoch, Primary: g.rec.Primary, Lease: g.lease, Policy: AckPolicy(ns.Policy)}
 	if s.Epoch == 0 {
 		// The first primary: nobody holds anything, so nobody can lose
 		// it. Wait briefly for the preferred node (the availability
@@ -261,18 +261,15 @@ func preferredPrimary(ns kv.NamespaceInfo, sh kv.ShardInfo) uint64 {
 	return slices.Max(sh.Replicas)
 }
 
-// ackPolicy is a namespace's ack rule in failover's terms.
-func ackPolicy(p kv.Policy) failover.AckPolicy {
+// AckPolicy is the ack rule of a replication=primary namespace's policy
+// in failover's terms (for the engines and for Decide).
+func AckPolicy(p kv.Policy) failover.AckPolicy {
 	mode, err := failover.ParseAckMode(p.Ack)
 	if err != nil {
-		mode = failover.AckSync
+		mode = failover.AckSync // validated at creation; the safest reading otherwise
 	}
 	return failover.AckPolicy{Mode: mode, K: p.AckReplicas, AllowDegrade: p.AllowDegrade}
 }
-
-// AckPolicy is the ack rule of a replication=primary namespace's policy,
-// for the engines.
-func AckPolicy(p kv.Policy) failover.AckPolicy { return ackPolicy(p) }
 
 // promote commits a promotion, conditional on the record being the one
 // it was decided from. Called with g.mu held.

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fulcrumdb/fulcrum/internal/failover"
 )
 
 // Config configures a Proxy.
@@ -272,18 +274,11 @@ func Resolve(ctx context.Context, hc *http.Client, base, namespace string) (Targ
 	if ns.Policy.Replication != "primary" {
 		return Target{}, fmt.Errorf("namespace %q is not replication=primary", namespace)
 	}
-	count := make(map[uint64]int)
-	var active uint64
-	for _, sh := range ns.Shards {
-		if sh.Leader != 0 {
-			count[sh.Leader]++
-		}
+	prims := make([]failover.NodeID, len(ns.Shards))
+	for i, sh := range ns.Shards {
+		prims[i] = failover.NodeID(sh.Leader)
 	}
-	for id, n := range count {
-		if n > count[active] || n == count[active] && id > active {
-			active = id
-		}
-	}
+	active := uint64(failover.Active(prims))
 	if active == 0 {
 		return Target{}, nil // no primary yet: keep the old target
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/failover"
+	"github.com/fulcrumdb/fulcrum/internal/hlc"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 	"github.com/fulcrumdb/fulcrum/internal/placement"
 	"github.com/fulcrumdb/fulcrum/internal/primary"
@@ -194,9 +195,8 @@ func primaryMeta(res primary.ReadResult, err error) (kv.ReadMeta, error) {
 func appendPrimaryGet(dst []byte, m kv.ReadMeta) []byte {
 	if m.Found {
 		dst = append(dst, 1)
-		dst = kv.AppendValue(dst, kv.Value{Data: m.Value, Version: m.Version, ExpireAt: m.ExpireAt})
-		dst = binary.AppendVarint(dst, m.Timestamp)
-		dst = binary.AppendUvarint(dst, uint64(m.Logical))
+		dst = kv.AppendValue(dst, kv.Value{Data: m.Value, Version: m.Version, ExpireAt: m.ExpireAt,
+			Timestamp: hlc.Timestamp{WallNanos: m.Timestamp, Logical: m.Logical}})
 	} else {
 		dst = append(dst, 0)
 	}
@@ -219,16 +219,9 @@ func decodePrimaryGet(b []byte) (kv.ReadMeta, error) {
 		if err != nil {
 			return kv.ReadMeta{}, fmt.Errorf("router: primary read reply: %w", err)
 		}
-		ts, k := binary.Varint(rest)
-		if k <= 0 {
-			return kv.ReadMeta{}, bad
-		}
-		logical, j := binary.Uvarint(rest[k:])
-		if j <= 0 {
-			return kv.ReadMeta{}, bad
-		}
-		m.Found, m.Value, m.Version, m.ExpireAt, m.Timestamp, m.Logical = true, v.Data, v.Version, v.ExpireAt, ts, uint32(logical)
-		b = rest[k+j:]
+		m.Found, m.Value, m.Version, m.ExpireAt = true, v.Data, v.Version, v.ExpireAt
+		m.Timestamp, m.Logical = v.Timestamp.WallNanos, v.Timestamp.Logical
+		b = rest
 	}
 	role, rest, err := readBytes(b)
 	if err != nil {

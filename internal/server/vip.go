@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/controlplane"
+	"github.com/fulcrumdb/fulcrum/internal/failover"
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 	"github.com/fulcrumdb/fulcrum/internal/primary"
 	"github.com/fulcrumdb/fulcrum/internal/vip"
@@ -36,39 +37,30 @@ func newVIPOwner(prefix, iface string) (*vip.Owner, error) {
 	return vip.New(cfg)
 }
 
-// activeNode is the active node of the active-passive primary namespaces
-// as the view records them: the node that is primary of the most of
-// their shards, ties to the highest id (where such a namespace puts its
-// first primaries). 0 when there is none.
-func activeNode(v *controlplane.View) (active uint64, shards []uint64) {
-	count := make(map[uint64]int)
+// activeNode is the active node of the active-passive primary
+// namespaces as the view records them (failover.Active over their
+// shards' primaries), with the groups it is primary of. 0 when none.
+func activeNode(v *controlplane.View) (uint64, []uint64) {
+	var groups []uint64
+	var prims []failover.NodeID
 	for _, ns := range v.Namespaces {
 		if ns.Policy.Engine() != kv.EnginePrimary || ns.Policy.Availability != kv.AvailabilityActivePassive {
 			continue
 		}
 		for _, sh := range ns.Shards {
-			if p := uint64(v.Primaries[sh.Group].Primary); p != 0 {
-				count[p]++
-			}
+			groups = append(groups, sh.Group)
+			prims = append(prims, v.Primaries[sh.Group].Primary)
 		}
 	}
-	for id, n := range count {
-		if n > count[active] || n == count[active] && id > active {
-			active = id
-		}
-	}
-	for _, ns := range v.Namespaces {
-		if ns.Policy.Engine() != kv.EnginePrimary || ns.Policy.Availability != kv.AvailabilityActivePassive {
-			continue
-		}
-		for _, sh := range ns.Shards {
-			if active != 0 && uint64(v.Primaries[sh.Group].Primary) == active {
-				shards = append(shards, sh.Group)
-			}
+	active := failover.Active(prims)
+	var shards []uint64
+	for i, g := range groups {
+		if active != 0 && prims[i] == active {
+			shards = append(shards, g)
 		}
 	}
 	slices.Sort(shards)
-	return active, shards
+	return uint64(active), shards
 }
 
 // shouldCarryVIP says whether this node should carry the service address
