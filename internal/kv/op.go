@@ -121,6 +121,11 @@ type Batch struct {
 	// atomically with the batch outside every namespace; Store.Mark reads
 	// them back. They are never user data.
 	Marks []Mark
+	// Logged marks a batch that is already durable in the caller's own
+	// log and replayed from it after a crash (Raft entries): the store
+	// applies it without waiting for an fsync of its own. Every other
+	// batch is as durable as the store's sync mode makes it.
+	Logged bool
 }
 
 // Mark is one engine bookkeeping record of a Batch. A nil Value deletes

@@ -873,6 +873,9 @@ func (l *loop) apply(readies []pendingReady) error {
 			b.Revision = idx
 			b.Shard, b.Shards = g.spec.Shard, g.spec.Shards
 			b.Marks = append(b.Marks, appliedMark(g.spec.ID, idx, term))
+			// The entry is in the synced Raft log and replayed from
+			// there after a crash: no second fsync for its rows.
+			b.Logged = true
 			batches = append(batches, b)
 			refs = append(refs, ref)
 			g.applied, g.appliedTerm = idx, term

@@ -81,11 +81,11 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (*Server, error
 	limits := cfg.Limits.KV()
 	dir, sync := cfg.Data.Dir, storage.SyncMode(cfg.Data.Sync)
 	if cfg.Cluster.Member() {
-		// A member's durable record is its Raft log, synced on every
-		// append; the state machine is rebuilt from it after a crash, so
-		// syncing it too would only double the fsyncs.
+		// Strong namespaces' rows are rebuilt from the synced Raft log
+		// after a crash, so raftstore marks its batches kv.Batch.Logged
+		// and they skip the store's fsync. The primary and leaderless
+		// engines keep their only copy here: data.sync applies to them.
 		dir, _ = clusterDirs(cfg)
-		sync = storage.SyncNone
 	}
 	st, err := storage.Open(storage.Options{
 		Dir:           dir,

@@ -13,7 +13,13 @@
 //   - interval: the WAL is fsynced every SyncInterval; a crash loses at most
 //     the writes acknowledged since the last completed sync, which Stats
 //     reports as the current loss window.
-//   - none: the operating system decides; only Close syncs.
+//   - none: the operating system decides; only Close syncs. Pebble
+//     buffers unsynced WAL records in the process, so a killed process
+//     (not only a crashed machine) may lose the latest writes.
+//
+// A batch marked kv.Batch.Logged (durable in its caller's own log, as Raft
+// entries are) never waits for an fsync; a commit group waits only if one
+// of its batches is not Logged.
 //
 // Expiry: an expired value is invisible to reads at once (lazy expiry) and is
 // deleted by a background sweeper that walks an expiry index.

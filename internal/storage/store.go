@@ -442,7 +442,8 @@ func (s *Store) commit(t *txn, reqs []*request, rev uint64) uint64 {
 		inv = s.cache.begin(t.overlay, t.flushed != nil)
 	}
 	var err error
-	if s.opts.Sync == SyncAlways {
+	sync := s.opts.Sync == SyncAlways && !allLogged(reqs)
+	if sync {
 		err = s.db.ApplyNoSyncWait(t.b, pebble.Sync)
 	} else {
 		err = s.db.Apply(t.b, pebble.NoSync)
@@ -463,12 +464,25 @@ func (s *Store) commit(t *txn, reqs []*request, rev uint64) uint64 {
 	s.publishCounts(t)
 	s.stats.record(t, len(reqs))
 	g := &group{b: t.b, reqs: reqs, start: start}
-	if s.opts.Sync == SyncAlways {
+	if sync {
 		s.synced <- g
 	} else {
 		s.finish(g, nil)
 	}
 	return t.rev
+}
+
+// allLogged reports whether every request of a group is durable in its
+// caller's log (kv.Batch.Logged), so the group needs no fsync here. One
+// request that is not makes the whole group wait for the sync: the WAL
+// is one sequence.
+func allLogged(reqs []*request) bool {
+	for _, r := range reqs {
+		if !r.batch.Logged {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) applyRequest(t *txn, r *request) error {
