@@ -60,9 +60,11 @@ func retryPrimary(err error) bool {
 }
 
 // pause waits before the attempt-th retry, or reports false when ctx
-// would end first.
+// would end first. The wait stays short (at most 20ms): it is added to
+// every failover a client sees, and a refusal costs the refusing node
+// little.
 func pause(ctx context.Context, attempt int) bool {
-	d := min(5*time.Millisecond<<min(attempt, 5), 100*time.Millisecond)
+	d := min(5*time.Millisecond<<min(attempt, 2), 20*time.Millisecond)
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		return false
 	}

@@ -37,7 +37,8 @@ const (
 // plane's leader), drops replicas that left their groups, records this
 // node as removed once a removal emptied it, and every
 // leaderBalanceEvery rounds gives leaderships back to their preferred
-// replicas. metaPreferred is the control plane's preferred leader.
+// replicas. metaPreferred is the control plane's preferred leader when
+// no node is spared primaries by moving it (controlplane.MetaLeaderFor).
 func (c *cluster) maintain(ctx context.Context, metaPreferred uint64) {
 	t := time.NewTicker(maintainInterval)
 	defer t.Stop()
@@ -64,8 +65,18 @@ func (c *cluster) maintain(ctx context.Context, metaPreferred uint64) {
 		if st, ok := c.node.Status(controlplane.MetaGroup); ok && st.Leader == c.id {
 			c.removeSilent(ctx, v)
 		}
+		metaPref := metaPreferred
+		if st, ok := c.node.Status(controlplane.MetaGroup); ok && st.Leader == c.id {
+			// Checked every round, not every leaderBalanceEvery: while the
+			// failover authority shares a node with primaries, a crash of
+			// that node costs their failover an election.
+			metaPref = controlplane.MetaLeaderFor(v, st.Voters, metaPreferred)
+			if metaPref != c.id && settled[controlplane.MetaGroup] {
+				c.handLeadership(ctx, st, metaPref)
+			}
+		}
 		if round%leaderBalanceEvery == 0 {
-			c.balanceLeaders(ctx, v, metaPreferred, settled)
+			c.balanceLeaders(ctx, v, metaPref, settled)
 		}
 	}
 }
@@ -252,8 +263,8 @@ func (c *cluster) removeSilent(ctx context.Context, v *controlplane.View) {
 
 // balanceLeaders gives back each leadership this node holds of a settled
 // group whose preferred leader (the first replica in the layout; for the
-// control plane the smallest member id) is another node that is fully
-// caught up. After a failure and recovery the leaders return to where
+// control plane metaPreferred, see controlplane.MetaLeaderFor) is another
+// node that is fully caught up. After a failure and recovery the leaders return to where
 // placement spread them, instead of piling up on the survivors.
 func (c *cluster) balanceLeaders(ctx context.Context, v *controlplane.View, metaPreferred uint64, settled map[uint64]bool) {
 	preferred := map[uint64]uint64{controlplane.MetaGroup: metaPreferred}
@@ -265,23 +276,33 @@ func (c *cluster) balanceLeaders(ctx context.Context, v *controlplane.View, meta
 	var wg sync.WaitGroup
 	for _, st := range c.node.Groups() {
 		pref := preferred[st.ID]
-		if st.Leader != c.id || pref == 0 || pref == c.id || !settled[st.ID] || !slices.Contains(st.Voters, pref) {
+		if pref == 0 || !settled[st.ID] {
 			continue
-		}
-		if m, ok := st.Match[pref]; !ok || m < st.Commit {
-			continue // not caught up (or down): leading stays here
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tctx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			if err := c.node.TransferLeadership(tctx, st.ID, pref); err == nil {
-				c.logger.Info("leadership handed back to the preferred replica", "group", st.ID, "namespace", st.Namespace, "shard", st.Shard, "to", pref)
-			}
+			c.handLeadership(ctx, st, pref)
 		}()
 	}
 	wg.Wait()
+}
+
+// handLeadership transfers the leadership of a group this node leads to
+// pref if pref is a voter that is fully caught up; otherwise leading
+// stays here.
+func (c *cluster) handLeadership(ctx context.Context, st raftstore.GroupStatus, pref uint64) {
+	if st.Leader != c.id || pref == c.id || !slices.Contains(st.Voters, pref) {
+		return
+	}
+	if m, ok := st.Match[pref]; !ok || m < st.Commit {
+		return // not caught up (or down)
+	}
+	tctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := c.node.TransferLeadership(tctx, st.ID, pref); err == nil {
+		c.logger.Info("leadership handed to the preferred replica", "group", st.ID, "namespace", st.Namespace, "shard", st.Shard, "to", pref)
+	}
 }
 
 // Control calls between nodes: a membership query, and the failover
