@@ -473,7 +473,7 @@ func TestBadQueryParams(t *testing.T) {
 		{"PUT", k1 + "?tll=10s", `unknown query parameter "tll" (allowed: ttl, ttl_ms, nx, xx, keepttl, w)`},
 		{"PUT", k1 + "?ttl=1s&ttl=2s", `query parameter "ttl" given 2 times`},
 		{"PUT", k1 + "?ttl=%zz", `malformed query string: invalid URL escape "%zz"`},
-		{"GET", k1 + "?ttl=1s", `unknown query parameter "ttl" (allowed: format, r)`},
+		{"GET", k1 + "?ttl=1s", `unknown query parameter "ttl" (allowed: format, r, replica, max_staleness)`},
 		{"GET", list + "?limit=0", `limit="0": want an integer from 1 to 10000`},
 		{"GET", list + "?limit=10001", `limit="10001": want an integer from 1 to 10000`},
 		{"GET", list + "?limit=ten", `limit="ten": want an integer from 1 to 10000`},

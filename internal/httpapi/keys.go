@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/fulcrumdb/fulcrum/internal/hlc"
@@ -95,6 +96,37 @@ func withWriteQuorum(r *http.Request, q url.Values) (*http.Request, error) {
 		return r, kv.Errorf(kv.CodeInvalid, "w %q: want a number of replicas from 1", q.Get("w"))
 	}
 	return r.WithContext(kv.WithQuorum(r.Context(), kv.Quorum{W: w})), nil
+}
+
+// maxStalenessMs bounds ?max_staleness (as READONLY MAXSTALENESS over
+// RESP): an hour behind is an outage, not a replica read.
+const maxStalenessMs = 3_600_000
+
+// withReplicaReads carries the request's replica-read choice in its
+// context: ?replica (a replica of a replication=primary namespace may
+// answer, whatever its lag) or ?max_staleness=ms (one that far behind at
+// most; it implies ?replica).
+func withReplicaReads(r *http.Request, q url.Values) (*http.Request, error) {
+	replica, err := boolParam(q, "replica")
+	if err != nil {
+		return r, err
+	}
+	stale := time.Duration(-1)
+	if q.Has("max_staleness") {
+		s := q.Get("max_staleness")
+		ms, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || ms < 0 || ms > maxStalenessMs {
+			return r, kv.Errorf(kv.CodeInvalid, "max_staleness=%q: want milliseconds from 0 to %d", s, maxStalenessMs)
+		}
+		if q.Has("replica") && !replica {
+			return r, kv.Errorf(kv.CodeInvalid, "max_staleness=%s with replica=%s: max_staleness is a bound on replica reads", s, q.Get("replica"))
+		}
+		replica, stale = true, time.Duration(ms)*time.Millisecond
+	}
+	if !replica {
+		return r, nil
+	}
+	return r.WithContext(kv.WithReplicaReads(r.Context(), stale)), nil
 }
 
 // ContextHeader carries the causal context of an eventual or weak key:
@@ -192,12 +224,23 @@ func (h *Handler) read(ctx context.Context, ns string, key []byte, r int) (kv.Va
 	return v, m.Found, &m, nil
 }
 
-// setStalenessHeaders says what an eventual or weak read is: how many
-// replicas answered and agreed on the newest value, the write's
-// timestamp, how many read repairs it triggered, and its causal context.
+// setStalenessHeaders says what a read is: for an eventual or weak one
+// how many replicas answered and agreed on the newest value, the write's
+// timestamp, how many read repairs it triggered, and its causal context;
+// for a replication=primary one the answering replica's role, epoch and
+// lag.
 func setStalenessHeaders(w http.ResponseWriter, m *kv.ReadMeta) {
 	hd := w.Header()
 	hd.Set("Fulcrum-Consistency", m.Consistency)
+	if m.Role != "" {
+		// A replication=primary read: who answered, and how far behind
+		// the primary it may be.
+		hd.Set("Fulcrum-Role", m.Role)
+		hd.Set("Fulcrum-Epoch", strconv.FormatUint(m.Epoch, 10))
+		hd.Set("Fulcrum-Lag-Entries", strconv.FormatUint(m.LagEntries, 10))
+		hd.Set("Fulcrum-Lag-Ms", strconv.FormatInt(m.Lag.Milliseconds(), 10))
+		return
+	}
 	if m.Consistency != kv.ConsistencyEventual && m.Consistency != kv.ConsistencyWeak {
 		return
 	}
@@ -221,8 +264,11 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q, err := query(r, "format", "r")
+	q, err := query(r, "format", "r", "replica", "max_staleness")
 	if err != nil {
+		return err
+	}
+	if r, err = withReplicaReads(r, q); err != nil {
 		return err
 	}
 	asJSON, err := wantsJSON(r, q)

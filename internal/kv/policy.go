@@ -62,6 +62,11 @@ type Policy struct {
 	// "active-active" spreads the primaries over the replicas and serves
 	// reads from every replica.
 	Availability string `json:"availability,omitempty"`
+	// FailoverTimeoutMs (primary) bounds how long the namespace's shards
+	// go without a primary when theirs stops: the primary's lease runs
+	// 80 % of it, a clock-drift margin 10 %, the promotion the rest.
+	// 0 takes the cluster's cluster.failover_timeout.
+	FailoverTimeoutMs int `json:"failover_timeout_ms,omitempty"`
 }
 
 // Replication modes (Policy.Replication).
@@ -158,12 +163,17 @@ func (p Policy) WithDefaults() Policy {
 const (
 	MaxShards   = 1024
 	MaxReplicas = 7
+	// A failover timeout below MinFailoverTimeoutMs leaves a lease too
+	// short to renew over a loaded network; one above MaxFailoverTimeoutMs
+	// is an outage, not a timeout.
+	MinFailoverTimeoutMs = 100
+	MaxFailoverTimeoutMs = 60_000
 )
 
 // Validate checks the policy on its own; nodes is the cluster size (0 to
 // skip the check against it).
 func (p Policy) Validate(nodes int) error {
-	if p.Replication != "" || p.Ack != "" || p.AckReplicas != 0 || p.AllowDegrade || p.Availability != "" {
+	if p.Replication != "" || p.Ack != "" || p.AckReplicas != 0 || p.AllowDegrade || p.Availability != "" || p.FailoverTimeoutMs != 0 {
 		if err := p.validatePrimary(); err != nil {
 			return err
 		}
@@ -227,7 +237,7 @@ func (p Policy) validatePrimary() error {
 		if p.Replication != "" {
 			return Errorf(CodeInvalid, "replication %q: want %s (or leave it out for the consistency level's engine)", p.Replication, ReplicationPrimary)
 		}
-		return Errorf(CodeInvalid, "ack, ack_replicas, allow_degrade and availability apply to replication=primary namespaces")
+		return Errorf(CodeInvalid, "ack, ack_replicas, allow_degrade, availability and failover_timeout apply to replication=primary namespaces")
 	}
 	if p.Consistency != "" {
 		return Errorf(CodeInvalid, "consistency %s does not apply to replication=primary: a primary namespace promises what its ack mode says", p.Consistency)
@@ -239,6 +249,9 @@ func (p Policy) validatePrimary() error {
 	case AvailabilityActivePassive, AvailabilityActiveActive:
 	default:
 		return Errorf(CodeInvalid, "availability %q: want %s or %s", p.Availability, AvailabilityActivePassive, AvailabilityActiveActive)
+	}
+	if p.FailoverTimeoutMs != 0 && (p.FailoverTimeoutMs < MinFailoverTimeoutMs || p.FailoverTimeoutMs > MaxFailoverTimeoutMs) {
+		return Errorf(CodeInvalid, "failover_timeout %d ms: want %d to %d (or 0 for the cluster's cluster.failover_timeout)", p.FailoverTimeoutMs, MinFailoverTimeoutMs, MaxFailoverTimeoutMs)
 	}
 	others := p.Replicas - 1
 	switch p.Ack {

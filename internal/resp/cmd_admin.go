@@ -3,6 +3,7 @@ package resp
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -10,7 +11,7 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
 
-const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong|eventual|weak] [REPLICAS n] [SHARDS n] [W n] [R n] [READREPAIR async|blocking] [CONFLICTS lww|siblings] [REPLICATION primary] [ACK async|semi|sync] [ACKREPLICAS k] [ALLOWDEGRADE yes|no] [AVAILABILITY active-passive|active-active] | LIST | DESCRIBE name | DROP name"
+const namespaceUsage = "FULCRUM.NAMESPACE CREATE name [CONSISTENCY strong|eventual|weak] [REPLICAS n] [SHARDS n] [W n] [R n] [READREPAIR async|blocking] [CONFLICTS lww|siblings] [REPLICATION primary] [ACK async|semi|sync] [ACKREPLICAS k] [ALLOWDEGRADE yes|no] [AVAILABILITY active-passive|active-active] [FAILOVERTIMEOUT ms] | LIST | DESCRIBE name | DROP name"
 
 // cmdFulcrumNamespace manages cluster namespaces:
 //
@@ -84,6 +85,14 @@ func cmdFulcrumNamespace(c *conn, args [][]byte) {
 					c.writeErr(kv.Errorf(kv.CodeInvalid, "ALLOWDEGRADE %q: want yes or no", val))
 					return
 				}
+			case "FAILOVERTIMEOUT":
+				// The range is Policy.Validate's to check.
+				ms, err := strconv.Atoi(val)
+				if err != nil {
+					c.writeErr(kv.Errorf(kv.CodeInvalid, "FAILOVERTIMEOUT %q: want milliseconds (0: the cluster's cluster.failover_timeout)", val))
+					return
+				}
+				p.FailoverTimeoutMs = ms
 			case "REPLICAS", "SHARDS", "W", "R", "ACKREPLICAS":
 				n, err := strconv.Atoi(val)
 				if err != nil {
@@ -175,36 +184,87 @@ type MetaReader interface {
 	GetMeta(ctx context.Context, ns string, key []byte, r int) (kv.ReadMeta, error)
 }
 
-// cmdFulcrumGetMeta is FULCRUM.GETMETA key [R n]: the value with what kind of
-// answer it is — the namespace's consistency, the write's timestamp and
-// coordinating node, and for eventual and weak namespaces how many
-// replicas answered, how many agreed on the newest value (the rest were
-// stale), how many read repairs were sent, the live siblings (every
-// concurrent value of a conflicts=siblings namespace, newest first) and
-// the causal context to pass back to FULCRUM.PUT or FULCRUM.DEL.
+const getMetaUsage = "usage: FULCRUM.GETMETA key [R replicas] [READONLY] [MAXSTALENESS ms]"
+
+// getMetaOptions are FULCRUM.GETMETA's options after the key.
+type getMetaOptions struct {
+	// r is how many replicas of an eventual namespace to read (0: R).
+	r int
+	// replica lets a replica of a replication=primary namespace answer
+	// this read, refusing one further behind than maxStaleness
+	// (negative: any lag).
+	replica      bool
+	maxStaleness time.Duration
+}
+
+// parseGetMetaOptions parses [R n] [READONLY] [MAXSTALENESS ms], in any
+// order, each at most once; MAXSTALENESS implies READONLY.
+func parseGetMetaOptions(args [][]byte) (getMetaOptions, error) {
+	o := getMetaOptions{maxStaleness: -1}
+	var seen [3]bool // R, READONLY, MAXSTALENESS
+	for i := 0; i < len(args); i++ {
+		opt := strings.ToUpper(string(args[i]))
+		idx := slices.Index([]string{"R", "READONLY", "MAXSTALENESS"}, opt)
+		switch {
+		case idx < 0:
+			return o, kv.Errorf(kv.CodeInvalid, "unknown option %q: %s", args[i], getMetaUsage)
+		case seen[idx]:
+			return o, kv.Errorf(kv.CodeInvalid, "%s given twice: %s", opt, getMetaUsage)
+		case opt != "READONLY" && i+1 == len(args):
+			return o, kv.Errorf(kv.CodeInvalid, "%s needs a value: %s", opt, getMetaUsage)
+		}
+		seen[idx] = true
+		switch opt {
+		case "READONLY":
+			o.replica = true
+		case "R":
+			i++
+			n, err := strconv.Atoi(string(args[i]))
+			if err != nil || n < 1 {
+				return o, kv.Errorf(kv.CodeInvalid, "R %q: want a number of replicas from 1", args[i])
+			}
+			o.r = n
+		default:
+			i++
+			d, err := parseMaxStaleness(args[i])
+			if err != nil {
+				return o, err
+			}
+			o.replica, o.maxStaleness = true, d
+		}
+	}
+	return o, nil
+}
+
+// cmdFulcrumGetMeta is FULCRUM.GETMETA key [R n] [READONLY] [MAXSTALENESS ms]:
+// the value with what kind of answer it is — the namespace's consistency,
+// the write's timestamp and coordinating node, and for eventual and weak
+// namespaces how many replicas answered, how many agreed on the newest
+// value (the rest were stale), how many read repairs were sent, the live
+// siblings (every concurrent value of a conflicts=siblings namespace,
+// newest first) and the causal context to pass back to FULCRUM.PUT or
+// FULCRUM.DEL; for replication=primary namespaces who answered and how
+// far behind it may be. READONLY and MAXSTALENESS let a replica answer
+// this one read, as READONLY does for a connection; without them the
+// connection's mode applies.
 func cmdFulcrumGetMeta(c *conn, args [][]byte) {
 	var m kv.ReadMeta
-	var err error
-	rq := 0
-	switch {
-	case len(args) == 4 && strings.EqualFold(string(args[2]), "R"):
-		n, perr := strconv.Atoi(string(args[3]))
-		if perr != nil || n < 1 {
-			c.writeErr(kv.Errorf(kv.CodeInvalid, "R %q: want a number of replicas from 1", args[3]))
-			return
-		}
-		rq = n
-	case len(args) != 2:
-		c.writeErr(kv.Errorf(kv.CodeInvalid, "usage: FULCRUM.GETMETA key [R replicas]"))
+	o, err := parseGetMetaOptions(args[2:])
+	if err != nil {
+		c.writeErr(err)
 		return
 	}
+	ctx := c.reqCtx()
+	if o.replica {
+		ctx = kv.WithReplicaReads(ctx, o.maxStaleness)
+	}
 	if mr, ok := c.s.opts.Store.(MetaReader); ok {
-		m, err = mr.GetMeta(c.reqCtx(), c.ns, args[1], rq)
-	} else if rq > 1 {
-		err = kv.Errorf(kv.CodeInvalid, "r %d: this node runs alone and holds the only copy", rq)
+		m, err = mr.GetMeta(ctx, c.ns, args[1], o.r)
+	} else if o.r > 1 {
+		err = kv.Errorf(kv.CodeInvalid, "r %d: this node runs alone and holds the only copy", o.r)
 	} else {
 		var v kv.Value
-		v, m.Found, err = c.s.opts.Store.Get(c.reqCtx(), c.ns, args[1])
+		v, m.Found, err = c.s.opts.Store.Get(ctx, c.ns, args[1])
 		m.Value, m.Timestamp, m.Logical, m.Consistency = v.Data, v.Timestamp.WallNanos, v.Timestamp.Logical, "local"
 		if m.Found {
 			m.Answered, m.Agreed, m.Required = 1, 1, 1
@@ -287,18 +347,31 @@ func cmdReadOnly(c *conn, args [][]byte) {
 	stale := time.Duration(-1)
 	switch {
 	case len(args) == 3 && strings.EqualFold(string(args[1]), "MAXSTALENESS"):
-		ms, err := strconv.ParseInt(string(args[2]), 10, 64)
-		if err != nil || ms < 0 || ms > int64(time.Hour/time.Millisecond) {
-			c.writeErr(kv.Errorf(kv.CodeInvalid, "MAXSTALENESS %q: want milliseconds from 0 to 3600000", args[2]))
+		var err error
+		if stale, err = parseMaxStaleness(args[2]); err != nil {
+			c.writeErr(err)
 			return
 		}
-		stale = time.Duration(ms) * time.Millisecond
 	case len(args) != 1:
 		c.writeErr(kv.Errorf(kv.CodeInvalid, "usage: READONLY [MAXSTALENESS ms]"))
 		return
 	}
 	c.replicaReads, c.maxStaleness = true, stale
 	c.writeOK()
+}
+
+// maxStalenessMs bounds MAXSTALENESS: an hour behind is an outage, not
+// a replica read.
+const maxStalenessMs = int64(time.Hour / time.Millisecond)
+
+// parseMaxStaleness parses a MAXSTALENESS argument (READONLY's or
+// FULCRUM.GETMETA's): milliseconds from 0 to maxStalenessMs.
+func parseMaxStaleness(arg []byte) (time.Duration, error) {
+	ms, err := strconv.ParseInt(string(arg), 10, 64)
+	if err != nil || ms < 0 || ms > maxStalenessMs {
+		return 0, kv.Errorf(kv.CodeInvalid, "MAXSTALENESS %q: want milliseconds from 0 to %d", arg, maxStalenessMs)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // cmdReadWrite is READWRITE: reads go to the primary again.
@@ -349,7 +422,11 @@ func cmdFulcrumConsistency(c *conn, args [][]byte) {
 // policy and layout.
 func (c *conn) writePrimaryNamespace(n kv.NamespaceInfo) {
 	p := n.Policy
-	c.writeMap(9)
+	fields := 9
+	if p.FailoverTimeoutMs != 0 {
+		fields++
+	}
+	c.writeMap(fields)
 	c.writeBulkString("name")
 	c.writeBulkString(n.Name)
 	c.writeBulkString("replication")
@@ -366,6 +443,11 @@ func (c *conn) writePrimaryNamespace(n kv.NamespaceInfo) {
 	}
 	c.writeBulkString("availability")
 	c.writeBulkString(p.Availability)
+	if p.FailoverTimeoutMs != 0 {
+		// 0 (not shown) takes the cluster's cluster.failover_timeout.
+		c.writeBulkString("failover_timeout_ms")
+		c.writeInt(int64(p.FailoverTimeoutMs))
+	}
 	c.writeBulkString("replicas")
 	c.writeInt(int64(p.Replicas))
 	c.writeBulkString("shards")

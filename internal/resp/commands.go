@@ -108,7 +108,7 @@ func commandTable() []*command {
 		def("fulcrum.consistency", -1, "fast", conn+" @fast", 0, 0, 0, "connection", "Set or show this connection's W and R for eventual namespaces", cmdFulcrumConsistency),
 		def("readonly", -1, "fast", conn+" @fast", 0, 0, 0, "connection", "Let this connection's reads of replication=primary namespaces be served by replicas (optionally MAXSTALENESS ms)", cmdReadOnly),
 		def("readwrite", 1, "fast", conn+" @fast", 0, 0, 0, "connection", "Send this connection's reads of replication=primary namespaces to the primary again", cmdReadWrite),
-		def("fulcrum.getmeta", -2, rof, ks+" @read @fast", 1, 1, 1, "string", "Get a key's value with its timestamp and how many replicas answered and agreed", cmdFulcrumGetMeta),
+		def("fulcrum.getmeta", -2, rof, ks+" @read @fast", 1, 1, 1, "string", "Get a key's value with its timestamp and how many replicas answered and agreed, or which replica of a replication=primary namespace answered and its lag (READONLY or MAXSTALENESS ms: a replica may answer this read)", cmdFulcrumGetMeta),
 		def("fulcrum.put", -3, wr, "@write "+str+" @slow", 1, 1, 1, "string", "Set a key of an eventual namespace, replacing the siblings of the read whose CONTEXT it passes", cmdFulcrumPut),
 		def("fulcrum.del", -2, "write", "@keyspace @write @slow", 1, 1, 1, "generic", "Delete a key of an eventual namespace, replacing the siblings of the read whose CONTEXT it passes", cmdFulcrumDel),
 		def("fulcrum.namespace", -2, "admin", "@admin @slow", 0, 0, 0, "server", "Create, list, describe or drop a cluster namespace", cmdFulcrumNamespace),

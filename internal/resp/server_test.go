@@ -1121,7 +1121,7 @@ func TestGetMetaAlone(t *testing.T) {
 	if err := r2.Do(ctx, "FULCRUM.GETMETA", "k", "R", "2").Err(); err == nil || !strings.Contains(err.Error(), "INVALID r 2: this node runs alone") {
 		t.Fatalf("GETMETA R 2 alone: %v", err)
 	}
-	if err := r2.Do(ctx, "FULCRUM.GETMETA", "k", "R").Err(); err == nil || !strings.Contains(err.Error(), "INVALID usage") {
+	if err := r2.Do(ctx, "FULCRUM.GETMETA", "k", "R").Err(); err == nil || !strings.Contains(err.Error(), "INVALID R needs a value: usage: FULCRUM.GETMETA") {
 		t.Fatalf("GETMETA k R: %v", err)
 	}
 	if err := r2.Do(ctx, "FULCRUM.GETMETA", "k", "R", "1").Err(); err != nil {
