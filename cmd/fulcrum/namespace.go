@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/fulcrumdb/fulcrum/internal/kv"
 )
@@ -18,6 +19,7 @@ const namespaceUsage = `Usage:
                                 [--read-repair async|blocking] [--conflicts lww|siblings]
   fulcrum namespace create NAME --replication primary [--ack async|semi|sync] [--ack-replicas 1]
                                 [--allow-degrade] [--availability active-passive|active-active]
+                                [--failover-timeout 500ms]
   fulcrum namespace list
   fulcrum namespace describe NAME
   fulcrum namespace drop NAME
@@ -35,6 +37,9 @@ type NamespaceMain struct {
 	Name   string
 	Policy kv.Policy
 	JSON   bool
+	// FailoverTimeout is --failover-timeout, sent as
+	// Policy.FailoverTimeoutMs.
+	FailoverTimeout time.Duration
 }
 
 // ParseFlags takes the subcommand, the name and the policy flags.
@@ -50,6 +55,7 @@ func (m *NamespaceMain) ParseFlags(ctx context.Context, args []string) error {
 	cl.fs.IntVar(&m.Policy.AckReplicas, "ack-replicas", 0, "create, primary semi/sync: replica acks a semi write waits for; the smallest in-sync set a sync write is taken with (default 1)")
 	cl.fs.BoolVar(&m.Policy.AllowDegrade, "allow-degrade", false, "create, primary semi/sync: take writes with too few in-sync replicas (counted) instead of refusing them")
 	cl.fs.StringVar(&m.Policy.Availability, "availability", "", "create, primary: `pattern` active-passive (default: every shard's primary on one node) or active-active (primaries spread, reads from every replica)")
+	cl.fs.DurationVar(&m.FailoverTimeout, "failover-timeout", 0, "create, primary: how long a shard may go without a primary when its primary stops, in whole milliseconds from 100ms to 1m (default: the cluster's cluster.failover_timeout)")
 	cl.fs.IntVar(&m.Policy.Replicas, "replicas", 3, "create: replicas of each shard")
 	cl.fs.IntVar(&m.Policy.Shards, "shards", 16, "create: number of shards")
 	cl.fs.BoolVar(&m.JSON, "json", false, "print the API's JSON answer")
@@ -60,6 +66,10 @@ func (m *NamespaceMain) ParseFlags(ctx context.Context, args []string) error {
 	if len(pos) == 0 {
 		return cl.usageErr("missing subcommand: create, list, describe or drop")
 	}
+	if m.FailoverTimeout < 0 || m.FailoverTimeout%time.Millisecond != 0 {
+		return cl.usageErr("--failover-timeout %v: want whole milliseconds", m.FailoverTimeout)
+	}
+	m.Policy.FailoverTimeoutMs = int(m.FailoverTimeout.Milliseconds())
 	m.Sub, pos = pos[0], pos[1:]
 	switch m.Sub {
 	case "list":
@@ -136,7 +146,11 @@ func (m *NamespaceMain) Run(ctx context.Context) error {
 
 // writeNamespace prints a namespace's policy and shard layout.
 func writeNamespace(out io.Writer, n kv.NamespaceInfo) error {
-	fmt.Fprintf(out, "namespace %s: %s\n\n", n.Name, n.Policy)
+	policy := n.Policy.String()
+	if n.Policy.FailoverTimeoutMs != 0 {
+		policy += " failover_timeout=" + (time.Duration(n.Policy.FailoverTimeoutMs) * time.Millisecond).String()
+	}
+	fmt.Fprintf(out, "namespace %s: %s\n\n", n.Name, policy)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "SHARD\tGROUP\tREPLICAS\tLEADER")
 	for _, s := range n.Shards {

@@ -56,13 +56,25 @@ func TestNamespaceCommands(t *testing.T) {
 	if code, _, errOut := run("create", "x", "--consistency", "eventual", "--replicas", "1", "--w", "2"); code != 1 || !strings.Contains(errOut, "INVALID w 2: want 1 to replicas (1)") {
 		t.Fatalf("eventual with w > replicas: %d %s", code, errOut)
 	}
+	// A primary namespace with its own failover timeout, sent in ms.
+	code, out, errOut = run("create", "jobs", "--replication", "primary", "--replicas", "1", "--shards", "1", "--failover-timeout", "1.5s")
+	if code != 0 || !strings.Contains(out, "namespace jobs: replication=primary") || !strings.Contains(out, " failover_timeout=1.5s\n") {
+		t.Fatalf("create with --failover-timeout: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := run("describe", "jobs", "--json"); code != 0 || !strings.Contains(out, `"failover_timeout_ms":1500`) {
+		t.Fatalf("describe jobs --json: %d\n%s", code, out)
+	}
+	if code, _, errOut := run("create", "x", "--replication", "primary", "--replicas", "1", "--failover-timeout", "50ms"); code != 1 || !strings.Contains(errOut, "INVALID failover_timeout 50 ms") {
+		t.Fatalf("create with a 50ms failover timeout: %d %s", code, errOut)
+	}
 	if code, out, _ := run("drop", "orders"); code != 0 || out != "dropped orders\n" {
 		t.Fatalf("drop: %d %q", code, out)
 	}
 	if code, _, errOut := run("describe", "orders"); code != 1 || !strings.Contains(errOut, "NOT_FOUND") {
 		t.Fatalf("describe after drop: %d %s", code, errOut)
 	}
-	for _, args := range [][]string{{}, {"rename", "a"}, {"create"}, {"list", "x"}, {"drop", "a", "b"}} {
+	for _, args := range [][]string{{}, {"rename", "a"}, {"create"}, {"list", "x"}, {"drop", "a", "b"},
+		{"create", "a", "--failover-timeout", "1500us"}, {"create", "a", "--failover-timeout", "-1s"}} {
 		if code, _, _ := run(args...); code != 2 {
 			t.Errorf("%q: exit %d, want 2", args, code)
 		}

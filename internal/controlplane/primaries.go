@@ -41,7 +41,13 @@ type PrimaryRecord struct {
 // PrimariesConfig configures the failover authority.
 type PrimariesConfig struct {
 	Self uint64
-	// Failover must be the engines' failover.Config.
+	// Timeout is cluster.failover_timeout: the failover timeout of the
+	// namespaces whose policy sets none (kv.Policy.FailoverTimeoutMs).
+	Timeout time.Duration
+	// Failover is those namespaces' bounds; zero derives them from
+	// Timeout (failover.ConfigFor). A namespace with its own timeout gets
+	// failover.ConfigFor of it. The engines must use the same per shard
+	// (FailoverFor).
 	Failover failover.Config
 	// Leader returns the meta group's leader and term as this node sees
 	// them (0 when none is known).
@@ -87,6 +93,9 @@ type office struct {
 
 // primaryGroup is the leader's memory of one shard.
 type primaryGroup struct {
+	// fc is the shard's failover bounds, from its namespace's policy,
+	// which never changes.
+	fc      failover.Config
 	mu      sync.Mutex
 	rec     PrimaryRecord
 	version uint64 // of rec's record; 0: no record yet
@@ -116,7 +125,21 @@ func NewPrimaries(svc *Service, cfg PrimariesConfig) *Primaries {
 		start := time.Now()
 		cfg.Clock = func() int64 { return int64(time.Since(start)) }
 	}
+	if cfg.Failover == (failover.Config{}) {
+		cfg.Failover = failover.ConfigFor(cfg.Timeout)
+	}
 	return &Primaries{svc: svc, cfg: cfg}
+}
+
+// FailoverFor returns the failover timeout of a namespace with policy pol
+// and the bounds its shards are held to, here and in the engines: the
+// policy's own timeout, else the cluster's.
+func (p *Primaries) FailoverFor(pol kv.Policy) (time.Duration, failover.Config) {
+	if pol.FailoverTimeoutMs > 0 {
+		d := time.Duration(pol.FailoverTimeoutMs) * time.Millisecond
+		return d, failover.ConfigFor(d)
+	}
+	return p.cfg.Timeout, p.cfg.Failover
 }
 
 // inOffice returns this node's state as the authority, starting it
@@ -156,23 +179,27 @@ func (p *Primaries) inOffice(ctx context.Context) (*office, error) {
 func (p *Primaries) group(o *office, id uint64) (*primaryGroup, kv.NamespaceInfo, kv.ShardInfo, error) {
 	v := p.svc.View()
 	ns, sh, ok := v.primaryShard(id)
-	if !ok {
-		return nil, ns, sh, kv.Errorf(kv.CodeNotFound, "failover authority: group %d is not a shard of a replication=primary namespace", id)
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !ok {
+		if p.mu.office == o {
+			delete(o.groups, id) // its namespace was dropped: forget it
+		}
+		return nil, ns, sh, kv.Errorf(kv.CodeNotFound, "failover authority: group %d is not a shard of a replication=primary namespace", id)
+	}
 	if p.mu.office != o {
 		return nil, ns, sh, kv.Errorf(kv.CodeNotLeader, "failover authority: leadership changed")
 	}
 	g := o.groups[id]
 	if g == nil {
-		g = &primaryGroup{heard: make(map[failover.NodeID]heardReport)}
+		_, fc := p.FailoverFor(ns.Policy)
+		g = &primaryGroup{fc: fc, heard: make(map[failover.NodeID]heardReport)}
 		g.rec, g.version = v.Primaries[id], v.primaryVersions[id]
 		g.rec.Group = id
 		if g.rec.Primary != 0 {
 			// Granted by a former leader, on its clock: count it as
 			// granted when this leader took office.
-			g.lease = failover.Lease{Holder: g.rec.Primary, Epoch: g.rec.Epoch, Granted: o.since, Duration: p.cfg.Failover.LeaseDuration}
+			g.lease = failover.Lease{Holder: g.rec.Primary, Epoch: g.rec.Epoch, Granted: o.since, Duration: fc.LeaseDuration}
 		}
 		o.groups[id] = g
 	}
@@ -212,7 +239,7 @@ func (p *Primaries) Report(ctx context.Context, group uint64, st primary.Replica
 // decide applies failover.Decide, with the first primary chosen by the
 // namespace's availability pattern.
 func (p *Primaries) decide(g *primaryGroup, ns kv.NamespaceInfo, sh kv.ShardInfo, now, since int64) (failover.Decision, bool) {
-	fc := p.cfg.Failover
+	fc := g.fc
 	alive := func(id uint64) (heardReport, bool) {
 		h, ok := g.heard[failover.NodeID(id)]
 		return h, ok && now-h.at < int64(fc.LeaseDuration)
@@ -288,7 +315,7 @@ func (p *Primaries) promote(ctx context.Context, g *primaryGroup, d failover.Dec
 		return err
 	}
 	g.rec, g.version, g.lease = rec, ver, d.Lease
-	g.grantEnd = max(g.grantEnd, d.Lease.ExpiredAt(p.cfg.Failover.Margin))
+	g.grantEnd = max(g.grantEnd, d.Lease.ExpiredAt(g.fc.Margin))
 	p.cfg.Logger.Info("failover authority: primary promoted", "group", rec.Group, "node", rec.Primary, "epoch", rec.Epoch, "reason", rec.Reason)
 	return nil
 }
@@ -374,12 +401,12 @@ func (p *Primaries) Renew(ctx context.Context, group uint64, holder failover.Nod
 		return failover.Lease{}, kv.Errorf(kv.CodeUnavailable, "failover authority: group %d: epoch %d was recorded behind this leader; its lease starts in %v",
 			group, g.rec.Epoch, time.Duration(g.blockedUntil-now))
 	}
-	l, err := failover.Renew(g.lease, holder, epoch, now, p.cfg.Failover.LeaseDuration)
+	l, err := failover.Renew(g.lease, holder, epoch, now, g.fc.LeaseDuration)
 	if err != nil {
 		return l, kv.Errorf(kv.CodeStaleEpoch, "failover authority: group %d: %w", group, err)
 	}
 	g.lease = l
-	g.grantEnd = max(g.grantEnd, l.ExpiredAt(p.cfg.Failover.Margin))
+	g.grantEnd = max(g.grantEnd, l.ExpiredAt(g.fc.Margin))
 	return l, nil
 }
 
@@ -392,7 +419,7 @@ func (p *Primaries) adopt(g *primaryGroup, rec PrimaryRecord, ver uint64, now in
 	}
 	p.cfg.Logger.Warn("failover authority: record reread: it changed behind the leader, or a write of ours had an unknown outcome", "group", rec.Group, "epoch", rec.Epoch, "primary", rec.Primary)
 	g.rec, g.version = rec, ver
-	g.lease = failover.Lease{Holder: rec.Primary, Epoch: rec.Epoch, Granted: max(now, g.grantEnd), Duration: p.cfg.Failover.LeaseDuration}
+	g.lease = failover.Lease{Holder: rec.Primary, Epoch: rec.Epoch, Granted: max(now, g.grantEnd), Duration: g.fc.LeaseDuration}
 	g.blockedUntil = max(g.blockedUntil, g.grantEnd)
 }
 

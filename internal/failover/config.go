@@ -67,6 +67,25 @@ func DefaultConfig() Config {
 	}
 }
 
+// ConfigFor derives the bounds from a failover timeout (the cluster's
+// cluster.failover_timeout, or a namespace's own): a lease of 80 % of it,
+// renewed four times per lease, 10 % of the lease allowed for clock
+// drift, 10 % of the timeout as the control plane's margin, and the rest
+// for a replica to hear of its promotion. Replicas leave the in-sync set
+// after 5/8 of a lease without progress (at least 50ms, so that a short
+// timeout does not evict replicas on scheduling noise). One second gives
+// DefaultConfig. The engines and the control plane must derive a shard's
+// bounds from the same timeout.
+func ConfigFor(timeout time.Duration) Config {
+	c := DefaultConfig()
+	c.LeaseDuration = timeout * 8 / 10
+	c.Margin = timeout / 10
+	c.RenewInterval = c.LeaseDuration / 4
+	c.MaxDrift = c.LeaseDuration / 10
+	c.MaxLagTime = max(c.LeaseDuration*5/8, 50*time.Millisecond)
+	return c
+}
+
 // ErrInvalidConfig is wrapped by Validate's errors.
 var ErrInvalidConfig = errors.New("invalid failover config")
 

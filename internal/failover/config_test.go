@@ -47,3 +47,40 @@ func TestStrings(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigFor(t *testing.T) {
+	if got, want := ConfigFor(time.Second), DefaultConfig(); got != want {
+		t.Fatalf("ConfigFor(1s): got %+v, want DefaultConfig %+v", got, want)
+	}
+	for _, tc := range []struct {
+		timeout                       time.Duration
+		lease, margin, renew, maxLagT time.Duration
+	}{
+		{100 * time.Millisecond, 80 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond},
+		{300 * time.Millisecond, 240 * time.Millisecond, 30 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond},
+		{time.Minute, 48 * time.Second, 6 * time.Second, 12 * time.Second, 30 * time.Second},
+	} {
+		c := ConfigFor(tc.timeout)
+		if c.LeaseDuration != tc.lease || c.Margin != tc.margin || c.RenewInterval != tc.renew || c.MaxLagTime != tc.maxLagT {
+			t.Errorf("ConfigFor(%v): got lease %v margin %v renew %v max lag %v, want %v %v %v %v",
+				tc.timeout, c.LeaseDuration, c.Margin, c.RenewInterval, c.MaxLagTime, tc.lease, tc.margin, tc.renew, tc.maxLagT)
+		}
+	}
+	// Every timeout a policy or the configuration may hold (100ms to 1m,
+	// whole milliseconds) gives valid bounds that fail over within it.
+	prev := Config{}
+	for ms := 100; ms <= 60_000; ms++ {
+		timeout := time.Duration(ms) * time.Millisecond
+		c := ConfigFor(timeout)
+		if err := c.Validate(); err != nil {
+			t.Fatalf("ConfigFor(%v): %v", timeout, err)
+		}
+		if c.LeaseDuration+c.Margin >= timeout {
+			t.Fatalf("ConfigFor(%v): lease %v + margin %v leaves no time to promote", timeout, c.LeaseDuration, c.Margin)
+		}
+		if c.LeaseDuration <= prev.LeaseDuration {
+			t.Fatalf("ConfigFor(%v): lease %v, not longer than %v for a shorter timeout", timeout, c.LeaseDuration, prev.LeaseDuration)
+		}
+		prev = c
+	}
+}

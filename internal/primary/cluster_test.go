@@ -229,7 +229,7 @@ func newCluster(t *testing.T, seed int64, n int, policy failover.AckPolicy, muta
 			t.Fatalf("seed %d: node %d: %v", seed, id, err)
 		}
 		c.nodes[id] = &testNode{id: id, ep: ep, st: st, eng: eng, client: client}
-		if err := eng.AddShard(testShard, policy, c.ids); err != nil {
+		if err := eng.AddShard(testShard, ShardConfig{Policy: policy, Members: c.ids}); err != nil {
 			t.Fatalf("seed %d: node %d: %v", seed, id, err)
 		}
 	}
@@ -414,7 +414,7 @@ func (c *cluster) restart(id failover.NodeID, policy failover.AckPolicy) {
 	if err != nil {
 		c.fatalf("restart node %d: %v", id, err)
 	}
-	if err := eng.AddShard(testShard, policy, c.ids); err != nil {
+	if err := eng.AddShard(testShard, ShardConfig{Policy: policy, Members: c.ids}); err != nil {
 		c.fatalf("restart node %d: %v", id, err)
 	}
 	c.nodes[id] = &testNode{id: id, ep: ep, st: n.st, eng: eng, client: client}

@@ -78,22 +78,45 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns the failover package's defaults with heartbeats
-// four times per MaxLagTime and a 64k-entry tail.
+// DefaultConfig returns the failover package's defaults (WithFailover)
+// and a 64k-entry tail.
 func DefaultConfig() Config {
-	fc := failover.DefaultConfig()
 	return Config{
-		Failover:          fc,
-		Shards:            1,
-		ReportInterval:    fc.RenewInterval,
-		HeartbeatInterval: fc.MaxLagTime / 4,
-		MaxBatchEntries:   256,
-		MaxInflight:       4096,
-		TailEntries:       64 << 10,
-		MaxWriteBatch:     256,
-		RPCTimeout:        fc.RenewInterval,
-		SnapshotTimeout:   30 * time.Second,
-	}
+		Shards:          1,
+		MaxBatchEntries: 256,
+		MaxInflight:     4096,
+		TailEntries:     64 << 10,
+		MaxWriteBatch:   256,
+		SnapshotTimeout: 30 * time.Second,
+	}.WithFailover(failover.DefaultConfig())
+}
+
+// WithFailover returns c with the failover bounds fc and the intervals
+// that follow from them: reports and Authority calls at fc's renewal
+// rate, heartbeats four times per fc.MaxLagTime. A shard whose namespace
+// sets its own failover timeout runs with its ShardConfig.Failover
+// applied this way.
+func (c Config) WithFailover(fc failover.Config) Config {
+	c.Failover = fc
+	c.ReportInterval = fc.RenewInterval
+	c.HeartbeatInterval = fc.MaxLagTime / 4
+	c.RPCTimeout = fc.RenewInterval
+	return c
+}
+
+// ShardConfig describes one shard replica to Engine.AddShard.
+type ShardConfig struct {
+	// Policy is the namespace's ack rule.
+	Policy failover.AckPolicy
+	// Members are every node that holds a replica of the shard, this one
+	// included.
+	Members []failover.NodeID
+	// Failover holds the shard's lease and in-sync bounds when they
+	// differ from the engine's (a namespace with its own failover
+	// timeout); the control plane must use the same for the shard. The
+	// shard's report, heartbeat and Authority-call intervals then follow
+	// from it (Config.WithFailover). Zero: the engine's Config as it is.
+	Failover failover.Config
 }
 
 // ErrInvalidConfig is wrapped by Validate's errors.

@@ -49,8 +49,18 @@
 // Per shard: the log loop (the only writer of the log and its marks), the
 // control-plane ticker (Report, Renew, in-sync proposals) and, while
 // primary, one sender per replica streaming entries and heartbeats with
-// at most Config.MaxInflight unacknowledged. All stop on Engine.Close,
-// which waits for them.
+// at most Config.MaxInflight unacknowledged. They run on the shard's
+// context, a child of the engine's: Engine.RemoveShard stops one shard's
+// (and deletes its log and position, keeping its lost writes), and
+// Engine.Close stops them all; both wait for them.
+//
+// # Timing
+//
+// Each shard has its own failover bounds (ShardConfig.Failover, derived
+// from its namespace's failover timeout by failover.ConfigFor), from
+// which its lease checks, in-sync bounds, report, heartbeat and
+// Authority-call intervals follow; the Authority must hold the shard to
+// the same bounds.
 //
 // # Wire
 //

@@ -84,6 +84,10 @@ var (
 	// ErrStopped: the shard is stopped, because the engine closed or its
 	// storage failed (UNAVAILABLE).
 	ErrStopped = errors.New("shard stopped")
+	// ErrRemoved: the shard was removed from this node (its namespace was
+	// dropped) while the call waited (UNAVAILABLE, or TIMEOUT when a
+	// write had entered the log).
+	ErrRemoved = errors.New("shard removed")
 )
 
 // Lag is how far a replica's local state may be behind the primary's.
@@ -125,6 +129,13 @@ type Status struct {
 	LostUnrecorded uint64
 	// InSync is the primary's in-sync set (nil on a replica).
 	InSync []failover.NodeID
+	// Failover is the shard's lease and in-sync bounds (the engine's, or
+	// its ShardConfig's).
+	Failover failover.Config
+	// Lease is the primary's latest grant from the control plane, whose
+	// Duration is the control plane's lease for the shard (zero on a
+	// replica and before the first grant).
+	Lease failover.Lease
 	// Degraded counts writes admitted with fewer in-sync replicas than
 	// the policy's K (AckPolicy.AllowDegrade).
 	Degraded uint64
@@ -155,9 +166,17 @@ type Engine struct {
 	auth  Authority
 	hlc   *hlc.Clock
 
+	// ctx is the parent of every shard's context; Close cancels it with
+	// ErrStopped. wg counts every goroutine of every shard.
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
+
+	// lifecycle serializes AddShard and RemoveShard of the same engine:
+	// a shard's persisted state is read (AddShard) or deleted
+	// (RemoveShard) under it, never both at once. Only they take it, so
+	// no request waits for it.
+	lifecycle sync.Mutex
 
 	mu struct {
 		sync.RWMutex
@@ -189,37 +208,81 @@ func New(cfg Config, ep transport.Endpoint, st *storage.Store, auth Authority) (
 	}
 	e := &Engine{cfg: cfg, ep: ep, store: st, auth: auth,
 		hlc: hlc.New(func() int64 { return cfg.Now().UnixNano() })}
-	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.ctx, e.cancel = context.WithCancelCause(context.Background())
 	e.mu.shards = make(map[int]*shard)
 	ep.Handle(KindPrimary, transport.HandlerFuncs{OnDeliver: e.deliver, OnServe: e.serve})
 	return e, nil
 }
 
 // AddShard starts keeping shard: it recovers the replica's position from
-// storage and starts its goroutines. members are every node that holds a
-// replica of the shard, this one included; policy is the namespace's ack
-// rule. The node starts as a replica; the control plane makes it primary.
-func (e *Engine) AddShard(shard int, policy failover.AckPolicy, members []failover.NodeID) error {
-	if !slices.Contains(members, e.cfg.NodeID) {
-		return fmt.Errorf("add shard %d: node %d is not among members %v", shard, e.cfg.NodeID, members)
+// storage and starts its goroutines. The node starts as a replica; the
+// control plane makes it primary.
+func (e *Engine) AddShard(shard int, sc ShardConfig) error {
+	if !slices.Contains(sc.Members, e.cfg.NodeID) {
+		return fmt.Errorf("add shard %d: node %d is not among members %v", shard, e.cfg.NodeID, sc.Members)
 	}
-	if err := policy.Validate(len(members) - 1); err != nil {
+	if err := sc.Policy.Validate(len(sc.Members) - 1); err != nil {
 		return fmt.Errorf("add shard %d: %w", shard, err)
 	}
-	s, err := newShard(e, shard, policy, members)
+	cfg := e.cfg
+	if sc.Failover != (failover.Config{}) {
+		cfg = cfg.WithFailover(sc.Failover)
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("add shard %d: %w", shard, err)
+		}
+	}
+	e.lifecycle.Lock()
+	defer e.lifecycle.Unlock()
+	if _, err := e.shard(shard); err == nil {
+		return fmt.Errorf("add shard %d: already added", shard)
+	}
+	s, err := newShard(e, shard, cfg, sc)
 	if err != nil {
 		return fmt.Errorf("add shard %d: %w", shard, err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.mu.closed {
+		s.cancel(ErrStopped)
 		return kv.Errorf(kv.CodeUnavailable, "add shard %d: %w", shard, ErrStopped)
-	}
-	if e.mu.shards[shard] != nil {
-		return fmt.Errorf("add shard %d: already added", shard)
 	}
 	e.mu.shards[shard] = s
 	s.start()
+	return nil
+}
+
+// RemoveShard stops keeping shard, for good (its namespace was dropped):
+// it stops the shard's goroutines and waits for them, fails the shard's
+// pending calls with ErrRemoved (a write that had entered the log with
+// TIMEOUT, outcome unknown), and deletes the shard's persisted log
+// position and retained log, so that a shard added later under the same
+// id starts empty. It leaves the rows alone (deleting a dropped
+// namespace's rows is the caller's business) and keeps the shard's lost
+// writes in LostNamespace (LostWrites still returns them): they may be
+// acknowledged writes, the user's data to recover, not the engine's to
+// throw away.
+//
+// Removing a shard that is not here fails with ErrUnknownShard
+// (NOT_FOUND). If deleting the persisted state fails, the shard stays
+// listed, stopped, and RemoveShard can be called again.
+func (e *Engine) RemoveShard(ctx context.Context, shard int) error {
+	e.lifecycle.Lock()
+	defer e.lifecycle.Unlock()
+	s, err := e.shard(shard)
+	if err != nil {
+		return fmt.Errorf("remove shard: %w", err)
+	}
+	s.stopped.Store(true)
+	s.cancel(ErrRemoved)
+	s.wg.Wait()
+	if err := s.deleteState(ctx); err != nil {
+		return fmt.Errorf("remove shard %d: %w", shard, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.mu.shards[shard] == s {
+		delete(e.mu.shards, shard)
+	}
 	return nil
 }
 
@@ -229,7 +292,7 @@ func (e *Engine) Close() error {
 	e.mu.Lock()
 	e.mu.closed = true
 	e.mu.Unlock()
-	e.cancel()
+	e.cancel(ErrStopped)
 	e.wg.Wait()
 	return nil
 }
@@ -242,15 +305,6 @@ func (e *Engine) shard(id int) (*shard, error) {
 		return nil, kv.Errorf(kv.CodeNotFound, "shard %d: %w", id, ErrUnknownShard)
 	}
 	return s, nil
-}
-
-// go starts fn as one of the engine's goroutines.
-func (e *Engine) goFn(fn func()) {
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		fn()
-	}()
 }
 
 // Write appends b to the shard's log as its primary and returns the

@@ -422,8 +422,8 @@ func TestRefusals(t *testing.T) {
 		{"write on a replica", func() error { _, err := c.write(r, "k", "v"); return err }(), ErrNotPrimary, kv.CodeNotLeader},
 		{"write to an unknown shard", func() error { _, err := eng.Write(t.Context(), 99, kv.Batch{}); return err }(), ErrUnknownShard, kv.CodeNotFound},
 		{"read of an unknown shard", func() error { _, err := eng.Read(t.Context(), 99, testNS, []byte("k"), -1); return err }(), ErrUnknownShard, kv.CodeNotFound},
-		{"policy beyond the replicas", eng.AddShard(5, failover.AckPolicy{Mode: failover.AckSemi, K: 3}, c.ids), failover.ErrInvalidPolicy, kv.CodeInternal},
-		{"shard added twice", eng.AddShard(testShard, policy, c.ids), nil, kv.CodeInternal},
+		{"policy beyond the replicas", eng.AddShard(5, ShardConfig{Policy: failover.AckPolicy{Mode: failover.AckSemi, K: 3}, Members: c.ids}), failover.ErrInvalidPolicy, kv.CodeInternal},
+		{"shard added twice", eng.AddShard(testShard, ShardConfig{Policy: policy, Members: c.ids}), nil, kv.CodeInternal},
 	}
 	for _, tc := range tests {
 		if tc.err == nil || (tc.want != nil && !errors.Is(tc.err, tc.want)) || kv.CodeOf(tc.err) != tc.code {

@@ -79,7 +79,7 @@ func (s *shard) applyAppend(a inAppend) {
 		batches, ents = append(batches, b), append(ents, en)
 	}
 	if len(batches) > 0 {
-		if _, err := s.e.store.ApplyAll(s.e.ctx, batches); err != nil {
+		if _, err := s.e.store.ApplyAll(s.ctx, batches); err != nil {
 			s.stop(err)
 			return
 		}
@@ -135,7 +135,7 @@ func (s *shard) reconcile(m appendMsg) error {
 		return nil
 	}
 	keep := len(tail) - len(lost)
-	b := kv.Batch{Now: s.e.cfg.Now().UnixMilli()}
+	b := kv.Batch{Now: s.cfg.Now().UnixMilli()}
 	tooLarge := uint64(0)
 	for _, en := range tail[keep:] {
 		b.Marks = append(b.Marks, kv.Mark{Key: logKey(s.id, en.LSN)})
@@ -157,7 +157,7 @@ func (s *shard) reconcile(m appendMsg) error {
 	st.LostUnrecorded += tooLarge + beyond
 	st.History = m.History
 	b.Marks = append(b.Marks, kv.Mark{Key: stateKey(s.id), Value: encodeState(&st)})
-	if _, err := s.e.store.Apply(s.e.ctx, b); err != nil {
+	if _, err := s.e.store.Apply(s.ctx, b); err != nil {
 		s.stop(err)
 		return err
 	}
@@ -210,7 +210,7 @@ func epochAt(h []failover.EpochStart, lsn failover.LSN) failover.Epoch {
 // fetchSnapshot copies the shard from the primary of epoch and installs
 // it (on the loop).
 func (s *shard) fetchSnapshot(from failover.NodeID, epoch failover.Epoch) error {
-	ctx, cancel := context.WithTimeout(s.e.ctx, s.e.cfg.SnapshotTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.SnapshotTimeout)
 	defer cancel()
 	reply, err := s.e.ep.Call(ctx, transport.NodeID(from), KindPrimary, encodeSnapshotReq(snapshotReq{Shard: s.id, Epoch: epoch}))
 	if err != nil {
@@ -237,7 +237,7 @@ func (s *shard) installSnapshot(snap snapshot) error {
 		return fmt.Errorf("snapshot of epoch %d: %w", snap.Epoch, failover.ErrStaleEpoch)
 	}
 	scope := s.e.scope(s.id)
-	b := kv.Batch{Now: s.e.cfg.Now().UnixMilli(), Shard: scope.index, Shards: scope.shards}
+	b := kv.Batch{Now: s.cfg.Now().UnixMilli(), Shard: scope.index, Shards: scope.shards}
 	seen := map[string]bool{}
 	flush := func(ns string) {
 		if !seen[ns] && scope.covers(ns) {
@@ -263,7 +263,7 @@ func (s *shard) installSnapshot(snap snapshot) error {
 	st.NeedSnapshot = false
 	st.History = snap.History
 	b.Marks = append(b.Marks, kv.Mark{Key: stateKey(s.id), Value: encodeState(&st)})
-	if _, err := s.e.store.Apply(s.e.ctx, b); err != nil {
+	if _, err := s.e.store.Apply(s.ctx, b); err != nil {
 		s.stop(err)
 		return err
 	}

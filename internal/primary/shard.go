@@ -16,8 +16,8 @@ import (
 
 // shard is one replica of a shard on this node.
 //
-// Goroutines (all stopped by the engine's context and waited for by
-// Engine.Close):
+// Goroutines (all stopped by the shard's context, a child of the
+// engine's, and waited for by Engine.RemoveShard and Engine.Close):
 //   - loop: the only goroutine that changes the log and the storage
 //     marks. It appends client writes (primary), applies appends
 //     (replica), reconciles, installs snapshots and persists epochs.
@@ -29,8 +29,17 @@ import (
 // mu guards the in-memory state the goroutines share; it is never held
 // across storage, network or Authority calls.
 type shard struct {
-	e       *Engine
-	id      int
+	e  *Engine
+	id int
+	// cfg is the engine's Config with the shard's failover bounds
+	// (ShardConfig.Failover).
+	cfg Config
+	// ctx ends the shard's goroutines and its storage, network and
+	// Authority calls; its cause is ErrRemoved (RemoveShard) or
+	// ErrStopped (Engine.Close). wg counts the shard's goroutines.
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	wg      sync.WaitGroup
 	policy  failover.AckPolicy
 	others  []failover.NodeID // members but this node
 	writes  chan *writeReq
@@ -103,16 +112,16 @@ type writeReq struct {
 	done    chan error // cap 1
 }
 
-func newShard(e *Engine, id int, policy failover.AckPolicy, members []failover.NodeID) (*shard, error) {
-	s := &shard{e: e, id: id, policy: policy,
-		writes:  make(chan *writeReq, 4*e.cfg.MaxWriteBatch),
+func newShard(e *Engine, id int, cfg Config, sc ShardConfig) (*shard, error) {
+	s := &shard{e: e, id: id, cfg: cfg, policy: sc.Policy,
+		writes:  make(chan *writeReq, 4*cfg.MaxWriteBatch),
 		appends: make(chan inAppend, 256),
 		posts:   make(chan func(), 16),
 		kick:    make(chan struct{}, 1),
 		renew:   make(chan struct{}, 1),
 	}
-	for _, m := range members {
-		if m != e.cfg.NodeID && !slices.Contains(s.others, m) {
+	for _, m := range sc.Members {
+		if m != cfg.NodeID && !slices.Contains(s.others, m) {
 			s.others = append(s.others, m)
 		}
 	}
@@ -146,15 +155,62 @@ func newShard(e *Engine, id int, policy failover.AckPolicy, members []failover.N
 			e.hlc.Observe(b.Timestamp)
 		}
 	}
+	s.ctx, s.cancel = context.WithCancelCause(e.ctx)
 	return s, nil
 }
 
 func (s *shard) start() {
-	s.e.goFn(s.loop)
-	s.e.goFn(s.tick)
+	s.goFn(s.loop)
+	s.goFn(s.tick)
 }
 
-func (s *shard) clock() int64 { return s.e.cfg.Clock() }
+// goFn starts fn as one of the shard's goroutines, which the engine also
+// counts.
+func (s *shard) goFn(fn func()) {
+	s.e.wg.Add(1)
+	s.wg.Add(1)
+	go func() {
+		defer s.e.wg.Done()
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
+// stopErr says why a stopped shard serves nothing: ErrRemoved,
+// ErrStopped for a closed engine, or ErrStopped for failed storage.
+func (s *shard) stopErr() error {
+	if err := context.Cause(s.ctx); err != nil {
+		return err
+	}
+	return ErrStopped
+}
+
+// deleteState deletes the shard's persisted position and retained log
+// (RemoveShard, once the shard's goroutines have ended).
+func (s *shard) deleteState(ctx context.Context) error {
+	// A storage call the shard abandoned when it stopped may still be
+	// queued in the store, which applies batches in order: once an empty
+	// batch is through, the marks read below are the last ones.
+	if _, err := s.e.store.Apply(ctx, kv.Batch{}); err != nil {
+		return err
+	}
+	raw, ok, err := s.e.store.Mark(stateKey(s.id))
+	if err != nil || !ok {
+		return err
+	}
+	st, err := decodeState(raw)
+	if err != nil {
+		return err
+	}
+	b := kv.Batch{Marks: []kv.Mark{{Key: stateKey(s.id)}}}
+	for lsn := st.TailStart; lsn <= st.Last; lsn++ {
+		b.Marks = append(b.Marks, kv.Mark{Key: logKey(s.id, lsn)})
+	}
+	_, err = s.e.store.Apply(ctx, b)
+	return err
+}
+
+func (s *shard) clock() int64 { return s.cfg.Clock() }
 
 func nudge(c chan struct{}) {
 	select {
@@ -164,17 +220,22 @@ func nudge(c chan struct{}) {
 }
 
 // stop marks the shard failed (its storage refused a write, leaving the
-// log and the rows in an unknown relation): it serves nothing more.
+// log and the rows in an unknown relation): it serves nothing more. A
+// storage call cut short because the shard is stopping is no failure.
 func (s *shard) stop(err error) {
+	why := fmt.Sprintf("storage failed: %v", err)
+	if s.ctx.Err() != nil {
+		why = s.stopErr().Error()
+	}
 	s.stopped.Store(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stepDownLocked(s.mu.st.Epoch, s.mu.st.Primary, fmt.Sprintf("storage failed: %v", err))
+	s.stepDownLocked(s.mu.st.Epoch, s.mu.st.Primary, why)
 }
 
 // loop owns the log: see the shard's comment.
 func (s *shard) loop() {
-	ctx := s.e.ctx
+	ctx := s.ctx
 	for {
 		s.persistIfDirty()
 		if s.stopped.Load() {
@@ -184,7 +245,12 @@ func (s *shard) loop() {
 		select {
 		case <-ctx.Done():
 			s.mu.Lock()
-			s.stepDownLocked(s.mu.st.Epoch, s.mu.st.Primary, "engine closed")
+			stopped := s.stopErr()
+			for _, w := range s.mu.waiters {
+				w.done <- kv.Errorf(kv.CodeTimeout, "outcome unknown: shard %d: %w", s.id, stopped)
+			}
+			s.mu.waiters = nil
+			s.stepDownLocked(s.mu.st.Epoch, s.mu.st.Primary, stopped.Error())
 			s.mu.Unlock()
 			return
 		case <-s.kick:
@@ -193,7 +259,7 @@ func (s *shard) loop() {
 		case w := <-s.writes:
 			ws := []*writeReq{w}
 		more:
-			for len(ws) < s.e.cfg.MaxWriteBatch {
+			for len(ws) < s.cfg.MaxWriteBatch {
 				select {
 				case w := <-s.writes:
 					ws = append(ws, w)
@@ -219,7 +285,7 @@ func (s *shard) persistIfDirty() {
 	st := s.mu.st
 	s.mu.dirty = false
 	s.mu.Unlock()
-	if _, err := s.e.store.Apply(s.e.ctx, kv.Batch{Marks: []kv.Mark{{Key: stateKey(s.id), Value: encodeState(&st)}}}); err != nil {
+	if _, err := s.e.store.Apply(s.ctx, kv.Batch{Marks: []kv.Mark{{Key: stateKey(s.id), Value: encodeState(&st)}}}); err != nil {
 		s.stop(err)
 	}
 }
@@ -230,7 +296,7 @@ func (s *shard) persistIfDirty() {
 func (s *shard) logMarks(st *state, en entry) []kv.Mark {
 	marks := []kv.Mark{{Key: logKey(s.id, en.LSN), Value: encodeLogMark(en)}}
 	st.Last, st.LastEpoch = en.LSN, en.Epoch
-	if keep := failover.LSN(s.e.cfg.TailEntries); en.LSN >= keep {
+	if keep := failover.LSN(s.cfg.TailEntries); en.LSN >= keep {
 		for ; st.TailStart <= en.LSN-keep; st.TailStart++ {
 			marks = append(marks, kv.Mark{Key: logKey(s.id, st.TailStart)})
 		}
@@ -243,7 +309,7 @@ func (s *shard) logMarks(st *state, en entry) []kv.Mark {
 func (s *shard) extendTailLocked(st state, ents []entry) {
 	s.mu.st.Last, s.mu.st.LastEpoch, s.mu.st.TailStart = st.Last, st.LastEpoch, st.TailStart
 	s.mu.tail = append(s.mu.tail, ents...)
-	if n := len(s.mu.tail); n > s.e.cfg.TailEntries+s.e.cfg.TailEntries/4 {
+	if n := len(s.mu.tail); n > s.cfg.TailEntries+s.cfg.TailEntries/4 {
 		i, _ := slices.BinarySearchFunc(s.mu.tail, st.TailStart, func(e entry, l failover.LSN) int { return int(e.LSN) - int(l) })
 		s.mu.tail = slices.Clone(s.mu.tail[i:])
 	}
@@ -261,7 +327,7 @@ func (s *shard) tailFirstLocked() failover.LSN {
 
 func (s *shard) write(ctx context.Context, b kv.Batch) ([]kv.Result, error) {
 	if s.stopped.Load() {
-		return nil, kv.Errorf(kv.CodeUnavailable, "shard %d: %w", s.id, ErrStopped)
+		return nil, kv.Errorf(kv.CodeUnavailable, "shard %d: %w", s.id, s.stopErr())
 	}
 	s.mu.Lock()
 	if s.mu.role != Primary {
@@ -275,8 +341,8 @@ func (s *shard) write(ctx context.Context, b kv.Batch) ([]kv.Result, error) {
 	case s.writes <- w:
 	case <-ctx.Done():
 		return nil, kv.Errorf(kv.CodeUnavailable, "shard %d: write not admitted: %w", s.id, ctx.Err())
-	case <-s.e.ctx.Done():
-		return nil, kv.Errorf(kv.CodeUnavailable, "shard %d: %w", s.id, ErrStopped)
+	case <-s.ctx.Done():
+		return nil, kv.Errorf(kv.CodeUnavailable, "shard %d: %w", s.id, s.stopErr())
 	}
 	var end error
 	select {
@@ -287,8 +353,8 @@ func (s *shard) write(ctx context.Context, b kv.Batch) ([]kv.Result, error) {
 		return w.results, nil
 	case <-ctx.Done():
 		end = ctx.Err()
-	case <-s.e.ctx.Done():
-		end = ErrStopped
+	case <-s.ctx.Done():
+		end = s.stopErr()
 	}
 	if w.state.CompareAndSwap(wPending, wAbandoned) {
 		return nil, kv.Errorf(kv.CodeUnavailable, "shard %d: write not admitted: %w", s.id, end)
@@ -297,7 +363,7 @@ func (s *shard) write(ctx context.Context, b kv.Batch) ([]kv.Result, error) {
 }
 
 func (s *shard) notPrimaryLocked() error {
-	if s.mu.st.Primary == 0 || s.mu.st.Primary == s.e.cfg.NodeID {
+	if s.mu.st.Primary == 0 || s.mu.st.Primary == s.cfg.NodeID {
 		return kv.Errorf(kv.CodeNotLeader, "shard %d: %w: primary of epoch %d unknown", s.id, ErrNotPrimary, s.mu.st.Epoch)
 	}
 	return kv.Errorf(kv.CodeNotLeader, "shard %d: %w: node %d is primary of epoch %d", s.id, ErrNotPrimary, s.mu.st.Primary, s.mu.st.Epoch)
@@ -309,13 +375,13 @@ func (s *shard) notPrimaryLocked() error {
 func (s *shard) admitLocked(now int64) (degraded bool, err error) {
 	switch {
 	case s.stopped.Load():
-		return false, kv.Errorf(kv.CodeUnavailable, "shard %d: %w", s.id, ErrStopped)
+		return false, kv.Errorf(kv.CodeUnavailable, "shard %d: %w", s.id, s.stopErr())
 	case s.mu.role != Primary:
 		return false, s.notPrimaryLocked()
 	case !s.mu.hasLease:
 		return false, kv.Errorf(kv.CodeUnavailable, "shard %d: %w: no grant yet in epoch %d", s.id, failover.ErrLeaseLost, s.mu.st.Epoch)
 	}
-	if err := s.mu.lease.HolderCheck(now, s.mu.leaseSent, s.e.cfg.Failover.MaxDrift); err != nil {
+	if err := s.mu.lease.HolderCheck(now, s.mu.leaseSent, s.cfg.Failover.MaxDrift); err != nil {
 		return false, kv.Errorf(kv.CodeUnavailable, "shard %d: %w", s.id, err)
 	}
 	inSync := len(s.mu.isr.InSync())
@@ -357,7 +423,7 @@ func (s *shard) appendWrites(ws []*writeReq) {
 		b := w.batch
 		b.Revision = uint64(st.Last + 1)
 		if b.Now == 0 {
-			b.Now = s.e.cfg.Now().UnixMilli()
+			b.Now = s.cfg.Now().UnixMilli()
 		}
 		if b.Timestamp.IsZero() {
 			b.Timestamp = s.e.hlc.Now()
@@ -370,8 +436,11 @@ func (s *shard) appendWrites(ws []*writeReq) {
 	if len(taken) == 0 {
 		return
 	}
-	results, err := s.e.store.ApplyAll(s.e.ctx, batches)
+	results, err := s.e.store.ApplyAll(s.ctx, batches)
 	if err != nil {
+		if s.ctx.Err() != nil {
+			err = s.stopErr() // cut short by RemoveShard or Close
+		}
 		for _, w := range taken {
 			w.done <- kv.Errorf(kv.CodeTimeout, "outcome unknown: shard %d: %w", s.id, err)
 		}
@@ -398,10 +467,10 @@ func (s *shard) appendWrites(ws []*writeReq) {
 	if degraded != s.mu.degrading {
 		s.mu.degrading = degraded
 		if degraded {
-			s.e.cfg.Logger.Warn("primary: taking writes with fewer in-sync replicas than the policy needs (allow_degrade): a failover may lose them",
+			s.cfg.Logger.Warn("primary: taking writes with fewer in-sync replicas than the policy needs (allow_degrade): a failover may lose them",
 				"shard", s.id, "epoch", st.Epoch, "in_sync", s.mu.isr.InSync(), "need", s.policy.K)
 		} else {
-			s.e.cfg.Logger.Info("primary: enough in-sync replicas again; writes are no longer degraded", "shard", s.id, "epoch", st.Epoch)
+			s.cfg.Logger.Info("primary: enough in-sync replicas again; writes are no longer degraded", "shard", s.id, "epoch", st.Epoch)
 		}
 	}
 	_ = s.mu.isr.Appended(st.Last, s.clock()) // LSNs only grow here
@@ -450,7 +519,7 @@ func (s *shard) stepDownLocked(epoch failover.Epoch, primary failover.NodeID, wh
 	// It held everything written until its lease ran out: no one else
 	// could write before then.
 	if s.mu.hasLease {
-		s.mu.caughtUpAt = min(s.clock(), s.mu.lease.HolderValidUntil(s.mu.leaseSent, s.e.cfg.Failover.MaxDrift))
+		s.mu.caughtUpAt = min(s.clock(), s.mu.lease.HolderValidUntil(s.mu.leaseSent, s.cfg.Failover.MaxDrift))
 	}
 	s.mu.hasLease = false
 }
@@ -472,13 +541,13 @@ func (s *shard) takeOffice(a Assignment) {
 		s.mu.Unlock()
 		return
 	}
-	isr, err := failover.NewISR(s.e.cfg.Failover, a.ISR, s.others, s.mu.st.Last, s.clock())
+	isr, err := failover.NewISR(s.cfg.Failover, a.ISR, s.others, s.mu.st.Last, s.clock())
 	if err != nil {
 		s.mu.Unlock()
 		return
 	}
 	st := &s.mu.st
-	st.Epoch, st.Primary = a.Epoch, s.e.cfg.NodeID
+	st.Epoch, st.Primary = a.Epoch, s.cfg.NodeID
 	// The history describes this log from here on: epochs that started
 	// after its last entry wrote nothing it holds. A primary restarting
 	// in its own epoch keeps that epoch's start.
@@ -499,7 +568,7 @@ func (s *shard) takeOffice(a Assignment) {
 	s.mu.hasLease = false
 	s.mu.waiters = nil
 	s.mu.peers = make(map[failover.NodeID]*peer)
-	ctx, cancel := context.WithCancel(s.e.ctx)
+	ctx, cancel := context.WithCancel(s.ctx)
 	s.mu.termCancel = cancel
 	for _, id := range s.others {
 		s.mu.peers[id] = &peer{wake: make(chan struct{}, 1)}
@@ -509,7 +578,7 @@ func (s *shard) takeOffice(a Assignment) {
 	// The new epoch and its history are durable before any write of it.
 	s.persistIfDirty()
 	for _, id := range s.others {
-		s.e.goFn(func() { s.sender(ctx, id, epoch) })
+		s.goFn(func() { s.sender(ctx, id, epoch) })
 	}
 	nudge(s.renew)
 }
@@ -547,7 +616,7 @@ func (s *shard) onAck(from failover.NodeID, m ackMsg, at int64) {
 // a heartbeat append every HeartbeatInterval. A replica that stops making
 // progress is resent everything it has not acked.
 func (s *shard) sender(ctx context.Context, to failover.NodeID, epoch failover.Epoch) {
-	cfg := s.e.cfg
+	cfg := s.cfg
 	hb := time.NewTicker(cfg.HeartbeatInterval)
 	defer hb.Stop()
 	var next failover.LSN
@@ -614,7 +683,7 @@ func (s *shard) sender(ctx context.Context, to failover.NodeID, epoch failover.E
 
 // tick drives the Authority: reports, lease renewals, in-sync upkeep.
 func (s *shard) tick() {
-	cfg := s.e.cfg
+	cfg := s.cfg
 	report := time.NewTicker(cfg.ReportInterval)
 	defer report.Stop()
 	renew := time.NewTicker(cfg.Failover.RenewInterval)
@@ -624,7 +693,7 @@ func (s *shard) tick() {
 	s.report()
 	for {
 		select {
-		case <-s.e.ctx.Done():
+		case <-s.ctx.Done():
 			return
 		case <-report.C:
 			s.report()
@@ -639,7 +708,7 @@ func (s *shard) tick() {
 }
 
 func (s *shard) rpcCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(s.e.ctx, s.e.cfg.RPCTimeout)
+	return context.WithTimeout(s.ctx, s.cfg.RPCTimeout)
 }
 
 func (s *shard) report() {
@@ -650,12 +719,12 @@ func (s *shard) report() {
 		return // not a candidate until repaired: do not look alive
 	}
 	ctx, cancel := s.rpcCtx()
-	a, err := s.e.auth.Report(ctx, s.id, ReplicaStatus{Node: s.e.cfg.NodeID, Epoch: st.Epoch, Applied: st.Last, LastEpoch: st.LastEpoch})
+	a, err := s.e.auth.Report(ctx, s.id, ReplicaStatus{Node: s.cfg.NodeID, Epoch: st.Epoch, Applied: st.Last, LastEpoch: st.LastEpoch})
 	cancel()
 	if err != nil {
 		return
 	}
-	me := s.e.cfg.NodeID
+	me := s.cfg.NodeID
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := &s.mu.st
@@ -684,17 +753,17 @@ func (s *shard) renewLease() {
 	}
 	ctx, cancel := s.rpcCtx()
 	sentAt := s.clock()
-	l, err := s.e.auth.Renew(ctx, s.id, s.e.cfg.NodeID, epoch)
+	l, err := s.e.auth.Renew(ctx, s.id, s.cfg.NodeID, epoch)
 	cancel()
 	if err != nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.mu.role != Primary || s.mu.st.Epoch != epoch || l.Epoch != epoch || l.Holder != s.e.cfg.NodeID {
+	if s.mu.role != Primary || s.mu.st.Epoch != epoch || l.Epoch != epoch || l.Holder != s.cfg.NodeID {
 		return
 	}
-	drift := s.e.cfg.Failover.MaxDrift
+	drift := s.cfg.Failover.MaxDrift
 	if !s.mu.hasLease || l.HolderValidUntil(sentAt, drift) > s.mu.lease.HolderValidUntil(s.mu.leaseSent, drift) {
 		s.mu.lease, s.mu.leaseSent, s.mu.hasLease = l, sentAt, true
 	}
@@ -712,10 +781,10 @@ func (s *shard) isrTick() {
 	for _, ev := range s.mu.isr.Events() {
 		if ev.Change == failover.Left {
 			s.mu.isrLeft++
-			s.e.cfg.Logger.Warn("primary: replica left the in-sync set", "shard", s.id, "epoch", s.mu.st.Epoch, "replica", ev.Replica, "reason", ev.Reason)
+			s.cfg.Logger.Warn("primary: replica left the in-sync set", "shard", s.id, "epoch", s.mu.st.Epoch, "replica", ev.Replica, "reason", ev.Reason)
 		} else {
 			s.mu.isrJoined++
-			s.e.cfg.Logger.Info("primary: replica joined the in-sync set", "shard", s.id, "epoch", s.mu.st.Epoch, "replica", ev.Replica)
+			s.cfg.Logger.Info("primary: replica joined the in-sync set", "shard", s.id, "epoch", s.mu.st.Epoch, "replica", ev.Replica)
 		}
 	}
 	s.releaseLocked()
@@ -753,14 +822,15 @@ func (s *shard) status() Status {
 	st := s.mu.st
 	out := Status{Shard: s.id, Role: s.mu.role, Epoch: st.Epoch, Primary: st.Primary, Applied: st.Last, LastEpoch: st.LastEpoch,
 		Lost: st.Lost, LostUnrecorded: st.LostUnrecorded, Degraded: s.mu.degraded, NeedSnapshot: st.NeedSnapshot,
-		ISRLeft: s.mu.isrLeft, ISRJoined: s.mu.isrJoined}
+		ISRLeft: s.mu.isrLeft, ISRJoined: s.mu.isrJoined, Failover: s.cfg.Failover}
 	never := Lag{Time: math.MaxInt64}
 	switch {
 	case s.mu.role == Primary:
 		out.InSync = s.mu.isr.InSync()
 		out.Lag = never
 		if s.mu.hasLease {
-			until := s.mu.lease.HolderValidUntil(s.mu.leaseSent, s.e.cfg.Failover.MaxDrift)
+			out.Lease = s.mu.lease
+			until := s.mu.lease.HolderValidUntil(s.mu.leaseSent, s.cfg.Failover.MaxDrift)
 			out.Lag = Lag{Time: time.Duration(max(0, now-until))}
 		}
 	case st.NeedSnapshot || s.mu.reconciled < st.Epoch || s.mu.caughtUpAt == 0:

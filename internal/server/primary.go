@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -22,30 +23,19 @@ import (
 	"github.com/fulcrumdb/fulcrum/internal/transport"
 )
 
-// failoverConfig derives the lease timing from cluster.failover_timeout:
-// a lease of 80% of it, renewed four times per lease, 10% of the lease
-// allowed for clock drift, and 10% of the timeout as the control plane's
-// margin (1 s gives failover.DefaultConfig).
-func failoverConfig(timeout time.Duration) failover.Config {
-	fc := failover.DefaultConfig()
-	fc.LeaseDuration = timeout * 8 / 10
-	fc.Margin = timeout / 10
-	fc.RenewInterval = fc.LeaseDuration / 4
-	fc.MaxDrift = fc.LeaseDuration / 10
-	fc.MaxLagTime = max(fc.LeaseDuration*5/8, 50*time.Millisecond)
-	return fc
-}
-
 // startPrimary starts the failover authority (it answers only while this
 // node leads the control plane) and the primary/replica engine of
 // replication=primary namespaces. The engine's shards are the namespaces'
-// replication groups.
+// replication groups. timeout is cluster.failover_timeout, the failover
+// timeout of the namespaces that set none; each shard runs with its
+// namespace's (Primaries.FailoverFor).
 func (c *cluster) startPrimary(timeout time.Duration, now func() time.Time, logger *slog.Logger) error {
-	fc := failoverConfig(timeout)
+	fc := failover.ConfigFor(timeout)
 	start := time.Now()
 	mono := func() int64 { return int64(time.Since(start)) }
 	c.authority = controlplane.NewPrimaries(c.meta, controlplane.PrimariesConfig{
 		Self:     c.id,
+		Timeout:  timeout,
 		Failover: fc,
 		Leader: func() (uint64, uint64) {
 			st, ok := c.node.Status(controlplane.MetaGroup)
@@ -57,12 +47,8 @@ func (c *cluster) startPrimary(timeout time.Duration, now func() time.Time, logg
 		Clock:  mono,
 		Logger: logger.With("component", "failover"),
 	})
-	cfg := primary.DefaultConfig()
+	cfg := primary.DefaultConfig().WithFailover(fc)
 	cfg.NodeID = failover.NodeID(c.id)
-	cfg.Failover = fc
-	cfg.ReportInterval = fc.RenewInterval
-	cfg.HeartbeatInterval = fc.MaxLagTime / 4
-	cfg.RPCTimeout = fc.RenewInterval
 	cfg.Clock = mono
 	cfg.Now = now
 	cfg.Logger = logger.With("component", "primary")
@@ -92,16 +78,37 @@ func (c *cluster) startPrimary(timeout time.Duration, now func() time.Time, logg
 	return nil
 }
 
-// addPrimaryShards starts the engine's replicas of the primary
-// namespaces' shards the view places here. A primary namespace's layout
-// never changes (no rebalancing), so there is nothing to stop until the
-// namespace is dropped. Called with reconciling held.
+// addPrimaryShards makes the engine's shards match the view: it stops
+// the replicas of dropped primary namespaces (Engine.RemoveShard) and
+// starts those the view places here, each with its namespace's failover
+// timing. A primary namespace's layout never changes (no rebalancing), so
+// a replica stops only when its namespace is dropped; its rows go with
+// the namespace's (dropLeaderless). Called with reconciling held.
 func (c *cluster) addPrimaryShards(v *controlplane.View) bool {
 	ok := true
+	if _, loaded := v.Namespaces["default"]; loaded {
+		// Only a loaded view says what was dropped (the default
+		// namespace is never dropped).
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for group := range c.primaryShards {
+			if primaryPlaced(v, group, c.id) {
+				continue
+			}
+			if err := c.primary.RemoveShard(ctx, int(group)); err != nil && !errors.Is(err, primary.ErrUnknownShard) {
+				c.logger.Error("cannot stop a dropped primary shard's replica", "group", group, "err", err)
+				ok = false
+				continue
+			}
+			delete(c.primaryShards, group)
+			c.logger.Info("dropped primary shard's replica stopped", "group", group)
+		}
+	}
 	for _, ns := range v.Namespaces {
 		if ns.Policy.Engine() != kv.EnginePrimary {
 			continue
 		}
+		_, fc := c.authority.FailoverFor(ns.Policy)
 		for _, sh := range ns.Shards {
 			if c.primaryShards[sh.Group] || !slices.Contains(sh.Replicas, c.id) {
 				continue
@@ -110,7 +117,8 @@ func (c *cluster) addPrimaryShards(v *controlplane.View) bool {
 			for i, id := range sh.Replicas {
 				members[i] = failover.NodeID(id)
 			}
-			if err := c.primary.AddShard(int(sh.Group), controlplane.AckPolicy(ns.Policy), members); err != nil {
+			sc := primary.ShardConfig{Policy: controlplane.AckPolicy(ns.Policy), Members: members, Failover: fc}
+			if err := c.primary.AddShard(int(sh.Group), sc); err != nil {
 				c.logger.Error("cannot start a primary shard replica", "namespace", ns.Name, "shard", sh.Shard, "group", sh.Group, "err", err)
 				ok = false
 				continue
@@ -119,6 +127,22 @@ func (c *cluster) addPrimaryShards(v *controlplane.View) bool {
 		}
 	}
 	return ok
+}
+
+// primaryPlaced says whether the view places a replica of group, a
+// primary namespace's shard, on node id.
+func primaryPlaced(v *controlplane.View, group, id uint64) bool {
+	for _, ns := range v.Namespaces {
+		if ns.Policy.Engine() != kv.EnginePrimary {
+			continue
+		}
+		for _, sh := range ns.Shards {
+			if sh.Group == group {
+				return slices.Contains(sh.Replicas, id)
+			}
+		}
+	}
+	return false
 }
 
 // primariesOf lists a primary namespace's recorded primaries by shard.
@@ -263,6 +287,9 @@ type PrimaryShardStatus struct {
 	// in-sync set while this node was primary.
 	ISRLeft   uint64 `json:"isr_left"`
 	ISRJoined uint64 `json:"isr_joined"`
+	// FailoverTimeoutMs is the shard's failover timeout: its namespace's
+	// (failover_timeout_ms), else cluster.failover_timeout.
+	FailoverTimeoutMs int64 `json:"failover_timeout_ms"`
 	// Failovers, LastFailover (Unix ms) and FailoverReason come from the
 	// control plane's record.
 	Failovers      int    `json:"failovers"`
@@ -280,6 +307,7 @@ func (c *cluster) primaryStatus() []PrimaryShardStatus {
 		if ns.Policy.Engine() != kv.EnginePrimary {
 			continue
 		}
+		timeout, _ := c.authority.FailoverFor(ns.Policy)
 		for _, sh := range ns.Shards {
 			st, err := c.primary.Status(int(sh.Group))
 			if err != nil {
@@ -296,6 +324,7 @@ func (c *cluster) primaryStatus() []PrimaryShardStatus {
 				InSync: nodeIDs(st.InSync), Recorded: nodeIDs(rec.ISR.Members),
 				LagEntries: st.Lag.LSN, LagMillis: lag, Lost: st.Lost, Degraded: st.Degraded, ISRLeft: st.ISRLeft, ISRJoined: st.ISRJoined,
 				Failovers: rec.Failovers, LastFailover: rec.LastFailover, FailoverReason: rec.Reason, MayLoseAcked: rec.MayLoseAcked,
+				FailoverTimeoutMs: timeout.Milliseconds(),
 			})
 		}
 	}
