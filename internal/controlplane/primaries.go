@@ -109,6 +109,9 @@ type primaryGroup struct {
 	// committed (a timeout), so the cached record and version are not to
 	// be trusted until reread.
 	stale bool
+	// failures counts failed writes of the record, so that a reread can
+	// tell whether another failed while it was reading.
+	failures uint64
 }
 
 type heardReport struct {
@@ -312,6 +315,7 @@ func (p *Primaries) promote(ctx context.Context, g *primaryGroup, d failover.Dec
 	ver, err := p.writeRecord(ctx, rec, g.version)
 	if err != nil {
 		g.stale = true
+		g.failures++
 		return err
 	}
 	g.rec, g.version, g.lease = rec, ver, d.Lease
@@ -414,7 +418,16 @@ func (p *Primaries) Renew(ctx context.Context, group uint64, holder failover.Nod
 // behind its back (a deposed leader's proposal committed late). Grants
 // to the record's primary wait until this leader's grants have run out.
 func (p *Primaries) adopt(g *primaryGroup, rec PrimaryRecord, ver uint64, now int64) {
-	if ver == g.version {
+	// Versions are store revisions: a lower one is a read taken before a
+	// write this leader has made since.
+	if ver <= g.version {
+		return
+	}
+	if rec.Epoch == g.rec.Epoch && rec.Primary == g.rec.Primary {
+		// The same promotion, so the same primary and the leases this
+		// leader gave it: only the in-sync set changed (our own write
+		// with an unknown outcome, or a deposed leader's).
+		g.rec, g.version = rec, ver
 		return
 	}
 	p.cfg.Logger.Warn("failover authority: record reread: it changed behind the leader, or a write of ours had an unknown outcome", "group", rec.Group, "epoch", rec.Epoch, "primary", rec.Primary)
@@ -453,6 +466,7 @@ func (p *Primaries) ProposeISR(ctx context.Context, group uint64, from failover.
 	ver, err := p.writeRecord(ctx, rec, g.version)
 	if err != nil {
 		g.stale = true
+		g.failures++
 		return failover.ISRRecord{}, err
 	}
 	g.rec, g.version = rec, ver
@@ -479,22 +493,26 @@ func (v *View) primaryShard(group uint64) (kv.NamespaceInfo, kv.ShardInfo, bool)
 // the cache agrees with the record every conditional write would be
 // refused as a conflict and no failover could happen.
 func (p *Primaries) resync(ctx context.Context, g *primaryGroup, group uint64) error {
-	g.mu.Lock()
-	stale := g.stale
-	g.mu.Unlock()
-	if !stale {
-		return nil
+	for {
+		g.mu.Lock()
+		stale, failures := g.stale, g.failures
+		g.mu.Unlock()
+		if !stale {
+			return nil
+		}
+		if err := p.svc.cfg.Engine.ReadBarrier(ctx, MetaGroup); err != nil {
+			return fmt.Errorf("failover authority: rereading the record of group %d: %w", group, err)
+		}
+		rec, ver, err := p.readRecord(ctx, group)
+		if err != nil {
+			return err
+		}
+		g.mu.Lock()
+		p.adopt(g, rec, ver, p.cfg.Clock())
+		if g.failures == failures {
+			// No write failed while we read: the read covers them all.
+			g.stale = false
+		}
+		g.mu.Unlock()
 	}
-	if err := p.svc.cfg.Engine.ReadBarrier(ctx, MetaGroup); err != nil {
-		return fmt.Errorf("failover authority: rereading the record of group %d: %w", group, err)
-	}
-	rec, ver, err := p.readRecord(ctx, group)
-	if err != nil {
-		return err
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	p.adopt(g, rec, ver, p.cfg.Clock())
-	g.stale = false
-	return nil
 }

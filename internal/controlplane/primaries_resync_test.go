@@ -591,16 +591,9 @@ func TestPrimariesRecordFailures(t *testing.T) {
 	})
 }
 
-// bugRegress: adopt accepts any version other than the cached one, so a
-// reread taken before a concurrent write of the record and applied after
-// it moves the cache back to the older record.
-const bugRegress = "bug: Primaries.adopt takes a reread older than its cache (ver != g.version instead of ver > g.version), " +
-	"so a Renew or resync racing a promotion rolls the authority back to the replaced primary and blocks the new one's renewals for a lease"
-
 // A reread (Renew's, or resync's) that took the record before a
 // concurrent promotion must not roll the authority's cache back.
 func TestPrimariesRereadOlderThanCache(t *testing.T) {
-	t.Skip(bugRegress)
 	t.Run("renewal", func(t *testing.T) {
 		h := newAuthorityHarness(t)
 		h.establish()
@@ -644,15 +637,9 @@ func TestPrimariesRereadOlderThanCache(t *testing.T) {
 	})
 }
 
-// bugOwnISR: a reread that finds this leader's own in-sync write (timed
-// out, committed) is treated as a record written behind its back.
-const bugOwnISR = "bug: Primaries.adopt treats this leader's own committed in-sync write (same epoch and primary) as written behind its back, " +
-	"so the reread sets blockedUntil to the primary's own lease end and refuses its renewals until then"
-
 // After an in-sync write of the current epoch timed out but committed,
 // the primary (the same node, same epoch) keeps renewing its lease.
 func TestPrimariesResyncOwnInSyncWriteKeepsLease(t *testing.T) {
-	t.Skip(bugOwnISR)
 	h := newAuthorityHarness(t)
 	h.establish()
 	h.tick(1, 2, 3)
@@ -667,15 +654,9 @@ func TestPrimariesResyncOwnInSyncWriteKeepsLease(t *testing.T) {
 	h.steady(20, 1, 3, 1, 2, 3)
 }
 
-// bugStaleCleared: resync clears the stale flag even when another write
-// failed while it was rereading.
-const bugStaleCleared = "bug: Primaries.resync clears g.stale after its reread even when a write of the record failed meanwhile, " +
-	"so the next decision is made on the stale copy and proposes once more (a CONFLICT) before the following report resyncs"
-
 // A write that fails while another report is rereading the record leaves
 // the record to be reread again: nothing is proposed on the stale copy.
 func TestPrimariesResyncKeepsConcurrentFailure(t *testing.T) {
-	t.Skip(bugStaleCleared)
 	h := newAuthorityHarness(t)
 	h.establish()
 	h.toJustExpired()
