@@ -30,6 +30,12 @@ type Config struct {
 	// It bounds how long a promoted replica takes to notice, so keep it
 	// well below the lease.
 	ReportInterval time.Duration
+	// SilentReportInterval is how often a replica reports while its
+	// primary is silent (no append for two heartbeat intervals) or
+	// unknown: a failover is likely under way, and the sooner the
+	// Authority hears a replica after the lease ends, the sooner it
+	// promotes one and the promoted one learns it.
+	SilentReportInterval time.Duration
 	// HeartbeatInterval is how often a primary sends each replica an
 	// append even when there is nothing new, so that replicas ack (the
 	// in-sync set drops replicas silent for Failover.MaxLagTime) and
@@ -93,12 +99,14 @@ func DefaultConfig() Config {
 
 // WithFailover returns c with the failover bounds fc and the intervals
 // that follow from them: reports and Authority calls at fc's renewal
-// rate, heartbeats four times per fc.MaxLagTime. A shard whose namespace
+// rate (eight times as often while the primary is silent), heartbeats
+// four times per fc.MaxLagTime. A shard whose namespace
 // sets its own failover timeout runs with its ShardConfig.Failover
 // applied this way.
 func (c Config) WithFailover(fc failover.Config) Config {
 	c.Failover = fc
 	c.ReportInterval = fc.RenewInterval
+	c.SilentReportInterval = max(fc.RenewInterval/8, time.Millisecond)
 	c.HeartbeatInterval = fc.MaxLagTime / 4
 	c.RPCTimeout = fc.RenewInterval
 	return c
@@ -137,6 +145,8 @@ func (c Config) Validate() error {
 		return bad("shards %d: want >= 1", c.Shards)
 	case c.ReportInterval <= 0:
 		return bad("report interval %v: want > 0", c.ReportInterval)
+	case c.SilentReportInterval <= 0 || c.SilentReportInterval > c.ReportInterval:
+		return bad("silent report interval %v: want > 0 and at most the report interval %v", c.SilentReportInterval, c.ReportInterval)
 	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.Failover.MaxLagTime:
 		// A replica acks only what it is sent; heartbeats any rarer than
 		// MaxLagTime would evict idle, healthy replicas from the set.

@@ -38,6 +38,7 @@ func (s *shard) applyAppend(a inAppend) {
 		return
 	}
 	s.mu.primaryLast = max(s.mu.primaryLast, m.PrimaryLast)
+	s.mu.heardAt = max(s.mu.heardAt, a.at)
 	needReconcile := s.mu.reconciled < m.Epoch
 	s.mu.Unlock()
 	s.persistIfDirty()

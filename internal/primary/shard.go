@@ -74,6 +74,7 @@ type shard struct {
 		// Replica.
 		reconciled  failover.Epoch // the epoch whose history this log was checked against
 		primaryLast failover.LSN   // the primary's last LSN as last heard
+		heardAt     int64          // when the primary's latest append arrived; 0: not in this run
 		caughtUpAt  int64          // when this node last knew it held all the primary had; 0: never
 	}
 }
@@ -690,6 +691,8 @@ func (s *shard) tick() {
 	defer renew.Stop()
 	hb := time.NewTicker(cfg.HeartbeatInterval)
 	defer hb.Stop()
+	silent := time.NewTicker(cfg.SilentReportInterval)
+	defer silent.Stop()
 	s.report()
 	for {
 		select {
@@ -697,6 +700,10 @@ func (s *shard) tick() {
 			return
 		case <-report.C:
 			s.report()
+		case <-silent.C:
+			if s.primarySilent() {
+				s.report()
+			}
 		case <-renew.C:
 			s.renewLease()
 		case <-s.renew:
@@ -705,6 +712,19 @@ func (s *shard) tick() {
 			s.isrTick()
 		}
 	}
+}
+
+// primarySilent says whether this replica has not heard its primary for
+// two heartbeat intervals, or knows none: it then reports at
+// SilentReportInterval (see Config).
+func (s *shard) primarySilent() bool {
+	now := s.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.role == Primary {
+		return false
+	}
+	return s.mu.st.Primary == 0 || s.mu.st.Primary == s.cfg.NodeID || now-s.mu.heardAt > 2*int64(s.cfg.HeartbeatInterval)
 }
 
 func (s *shard) rpcCtx() (context.Context, context.CancelFunc) {
