@@ -118,8 +118,14 @@ func (s *Service) RemoveMember(ctx context.Context, id uint64) error {
 	}
 	left := len(v.Active()) - 1
 	for _, name := range sortedNames(v) {
-		if r := v.Namespaces[name].Policy.Replicas; r > left {
+		ns := v.Namespaces[name]
+		if r := ns.Policy.Replicas; r > left {
 			return kv.Errorf(kv.CodeInvalid, "cannot remove node %d: namespace %q keeps %d replicas and only %d node(s) would remain", id, name, r, left)
+		}
+		// Rebalancing does not move a primary namespace's replicas yet, so
+		// the removal would never finish: refuse it rather than hang.
+		if ns.Policy.Engine() == kv.EnginePrimary && slices.ContainsFunc(ns.Shards, func(sh kv.ShardInfo) bool { return slices.Contains(sh.Replicas, id) }) {
+			return kv.Errorf(kv.CodeInvalid, "cannot remove node %d: it holds replicas of replication=primary namespace %q, which are not moved between nodes yet (drop the namespace, or keep the node)", id, name)
 		}
 	}
 	return s.setState(ctx, id, StateLeaving)

@@ -144,3 +144,31 @@ func TestMetaMembers(t *testing.T) {
 		t.Fatalf("got voters %v learners %v, want [1 3] and [2]", voters, learners)
 	}
 }
+
+// Removing a node that holds a replica of a primary namespace is refused
+// (its replicas are not moved): the removal would never finish.
+func TestRemoveMemberRefusesPrimaryReplicas(t *testing.T) {
+	s, _ := newTestService(t)
+	ctx := context.Background()
+	for id := uint64(1); id <= 4; id++ {
+		if err := s.RegisterMember(ctx, Member{ID: id, PeerAddr: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := kv.Policy{Replication: kv.ReplicationPrimary, Ack: kv.AckSync, Availability: kv.AvailabilityActivePassive, Replicas: 3, Shards: 1}
+	info, err := s.CreateNamespace(ctx, "orders", p.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := info.Shards[0].Replicas[0]
+	if err := s.RemoveMember(ctx, holder); kv.CodeOf(err) != kv.CodeInvalid {
+		t.Fatalf("removing node %d, which holds a primary namespace's replica: got %v, want INVALID", holder, err)
+	}
+	for id := uint64(1); id <= 4; id++ {
+		if !slices.Contains(info.Shards[0].Replicas, id) {
+			if err := s.RemoveMember(ctx, id); err != nil {
+				t.Fatalf("removing node %d, which holds none: %v", id, err)
+			}
+		}
+	}
+}
