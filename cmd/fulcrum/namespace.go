@@ -146,11 +146,7 @@ func (m *NamespaceMain) Run(ctx context.Context) error {
 
 // writeNamespace prints a namespace's policy and shard layout.
 func writeNamespace(out io.Writer, n kv.NamespaceInfo) error {
-	policy := n.Policy.String()
-	if n.Policy.FailoverTimeoutMs != 0 {
-		policy += " failover_timeout=" + (time.Duration(n.Policy.FailoverTimeoutMs) * time.Millisecond).String()
-	}
-	fmt.Fprintf(out, "namespace %s: %s\n\n", n.Name, policy)
+	fmt.Fprintf(out, "namespace %s: %s\n\n", n.Name, n.Policy)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "SHARD\tGROUP\tREPLICAS\tLEADER")
 	for _, s := range n.Shards {

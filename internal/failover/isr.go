@@ -330,6 +330,12 @@ func (s *ISR) Events() []Event {
 	return ev
 }
 
+// Pending reports whether the set changed since Events was last called:
+// the wiring then proposes at once rather than at its next tick, since a
+// sync primary that just took office admits writes only once a joined
+// replica is recorded.
+func (s *ISR) Pending() bool { return len(s.events) > 0 }
+
 // Last is the primary's last LSN as told by NewISR and Appended.
 func (s *ISR) Last() LSN { return s.last }
 

@@ -48,6 +48,9 @@ func TestISRScenario(t *testing.T) {
 		if got := s.InSync(); !slices.Equal(got, st.wantInSync) {
 			t.Fatalf("step %d: got in-sync %v, want %v", i, got, st.wantInSync)
 		}
+		if s.Pending() != (len(st.wantEvents) > 0) {
+			t.Fatalf("step %d: Pending() = %v with events %q", i, s.Pending(), st.wantEvents)
+		}
 		var got []ev
 		for _, e := range s.Events() {
 			sign := "+"
@@ -55,6 +58,9 @@ func TestISRScenario(t *testing.T) {
 				sign = "-"
 			}
 			got = append(got, strings.TrimSpace(fmt.Sprintf("%s%d@%d %s", sign, e.Replica, e.At, e.Reason)))
+		}
+		if s.Pending() {
+			t.Fatalf("step %d: Pending() after Events", i)
 		}
 		if !slices.Equal(got, st.wantEvents) {
 			t.Fatalf("step %d: got events %q, want %q", i, got, st.wantEvents)

@@ -230,7 +230,7 @@ func DecodeValue(src []byte) (Value, []byte, error) {
 // CodeOf(err) and err.Error(). Context wrapped around an *Error and the
 // *Error's own cause are dropped, except that the arithmetic sentinels
 // (ErrNotInteger, ErrNotFloat, ErrOverflow, ErrNaN) and the context errors
-// (context.DeadlineExceeded, context.Canceled) are carried by a tag, so
+// (context.DeadlineExceeded, context.Canceled) and ErrNotAdmitted are carried by a tag, so
 // errors.Is still finds them after decoding.
 func AppendError(dst []byte, err error) []byte {
 	dst = append(dst, codecVersion)
@@ -435,6 +435,8 @@ func sentinelTag(err error) byte {
 		return 5
 	case errors.Is(err, context.Canceled):
 		return 6
+	case errors.Is(err, ErrNotAdmitted):
+		return 7
 	}
 	return 0
 }
@@ -456,6 +458,8 @@ func sentinelOf(tag byte) (err error, ok bool) {
 		return context.DeadlineExceeded, true
 	case 6:
 		return context.Canceled, true
+	case 7:
+		return ErrNotAdmitted, true
 	}
 	return nil, false
 }

@@ -295,6 +295,7 @@ func TestCodecErrors(t *testing.T) {
 		{"wrapped overflow", fmt.Errorf("incr: %w", ErrOverflow), CodeInvalid, "incr: " + ErrOverflow.Error(), ErrOverflow},
 		{"deadline", context.DeadlineExceeded, CodeTimeout, "context deadline exceeded", context.DeadlineExceeded},
 		{"plain", errors.New("disk on fire"), CodeInternal, "disk on fire", ErrInternal},
+		{"not admitted", NotAdmitted(Errorf(CodeUnavailable, "shard 2: not enough in-sync replicas")), CodeUnavailable, "shard 2: not enough in-sync replicas", ErrNotAdmitted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			enc := AppendError(nil, tc.err)

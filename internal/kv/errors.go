@@ -104,6 +104,25 @@ var (
 	ErrDisabled    = &Error{Code: CodeDisabled}
 )
 
+// ErrNotAdmitted marks a replicated write refused before it entered any
+// log (a primary without its lease or without enough in-sync replicas):
+// sending it again cannot apply it twice. It survives the trip between
+// nodes (AppendError), so a forwarding node can retry.
+var ErrNotAdmitted = errors.New("write not admitted to any log")
+
+// NotAdmitted returns err marked with ErrNotAdmitted; its code and
+// message stay err's. nil stays nil.
+func NotAdmitted(err error) error {
+	if err == nil {
+		return nil
+	}
+	return notAdmitted{err}
+}
+
+type notAdmitted struct{ error }
+
+func (e notAdmitted) Unwrap() []error { return []error{e.error, ErrNotAdmitted} }
+
 // Errors of value arithmetic. Front ends map them to the exact wording that
 // Redis uses, so clients that match on it keep working.
 var (

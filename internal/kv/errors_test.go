@@ -68,3 +68,17 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("got %v, want TOO_LARGE", err)
 	}
 }
+
+func TestNotAdmittedKeepsCodeAndMessage(t *testing.T) {
+	if NotAdmitted(nil) != nil {
+		t.Fatal("NotAdmitted(nil) != nil")
+	}
+	inner := Errorf(CodeUnavailable, "shard 1: lease lost")
+	err := NotAdmitted(inner)
+	if !errors.Is(err, ErrNotAdmitted) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("%v: errors.Is ErrNotAdmitted %v, ErrUnavailable %v", err, errors.Is(err, ErrNotAdmitted), errors.Is(err, ErrUnavailable))
+	}
+	if CodeOf(err) != CodeUnavailable || err.Error() != inner.Error() {
+		t.Fatalf("code %s message %q, want %s %q", CodeOf(err), err.Error(), CodeUnavailable, inner.Error())
+	}
+}

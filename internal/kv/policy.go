@@ -282,7 +282,11 @@ func (p Policy) String() string {
 		if p.AllowDegrade {
 			s += " allow_degrade"
 		}
-		return s + fmt.Sprintf(" availability=%s replicas=%d shards=%d", p.Availability, p.Replicas, p.Shards)
+		s += fmt.Sprintf(" availability=%s replicas=%d shards=%d", p.Availability, p.Replicas, p.Shards)
+		if p.FailoverTimeoutMs != 0 {
+			s += " failover_timeout=" + (time.Duration(p.FailoverTimeoutMs) * time.Millisecond).String()
+		}
+		return s
 	}
 	s := fmt.Sprintf("consistency=%s replicas=%d shards=%d", p.Consistency, p.Replicas, p.Shards)
 	if p.Consistency != ConsistencyStrong {

@@ -47,6 +47,7 @@ type shard struct {
 	posts   chan func()
 	kick    chan struct{} // cap 1: state changed, persist it
 	renew   chan struct{} // cap 1: renew the lease now
+	isrKick chan struct{} // cap 1: the in-sync set changed or needs confirming: propose now
 	stopped atomic.Bool
 
 	mu struct {
@@ -120,6 +121,7 @@ func newShard(e *Engine, id int, cfg Config, sc ShardConfig) (*shard, error) {
 		posts:   make(chan func(), 16),
 		kick:    make(chan struct{}, 1),
 		renew:   make(chan struct{}, 1),
+		isrKick: make(chan struct{}, 1),
 	}
 	for _, m := range sc.Members {
 		if m != cfg.NodeID && !slices.Contains(s.others, m) {
@@ -407,6 +409,7 @@ func (s *shard) appendWrites(ws []*writeReq) {
 	st := s.mu.st
 	s.mu.Unlock()
 	if err != nil {
+		err = kv.NotAdmitted(err)
 		for _, w := range ws {
 			if w.state.CompareAndSwap(wPending, wAdmitted) {
 				w.done <- err
@@ -582,6 +585,7 @@ func (s *shard) takeOffice(a Assignment) {
 		s.goFn(func() { s.sender(ctx, id, epoch) })
 	}
 	nudge(s.renew)
+	nudge(s.isrKick) // the new epoch's record needs confirming (failover.NewISR)
 }
 
 // onAck records a replica's progress (on the delivery goroutine).
@@ -608,6 +612,9 @@ func (s *shard) onAck(from failover.NodeID, m ackMsg, at int64) {
 	if m.Reset {
 		p.reset, p.resetTo = true, m.Applied
 		nudge(p.wake)
+	}
+	if s.mu.isr.Pending() {
+		nudge(s.isrKick) // a replica joined: record it now, not at the next tick
 	}
 	s.releaseLocked()
 }
@@ -709,6 +716,8 @@ func (s *shard) tick() {
 		case <-s.renew:
 			s.renewLease()
 		case <-hb.C:
+			s.isrTick()
+		case <-s.isrKick:
 			s.isrTick()
 		}
 	}

@@ -88,6 +88,7 @@ func (r *Router) writePrimary(ctx context.Context, n *Namespace, shard int, b kv
 	// A flush must empty this shard's keys only.
 	b.Shard, b.Shards = shard, n.Shards
 	var req []byte
+	var refusedSince time.Time
 	for attempt := 0; ; attempt++ {
 		var (
 			res []kv.Result
@@ -104,17 +105,51 @@ func (r *Router) writePrimary(ctx context.Context, n *Namespace, shard int, b kv
 			}
 			var reply []byte
 			if reply, err = r.cfg.Transport.Call(ctx, transport.NodeID(target), transport.KindForward, req); err == nil {
-				return kv.DecodeResults(reply)
+				res, err = decodePrimaryWrite(reply)
 			}
 		}
 		if err == nil {
 			return res, nil
 		}
-		if !retryPrimary(err) || !pause(ctx, attempt) {
+		if !retryPrimary(err) {
+			if !errors.Is(err, kv.ErrNotAdmitted) {
+				return nil, err
+			}
+			// Refused before entering any log for another reason (too few
+			// in-sync replicas, as right after a promotion): worth another
+			// try for a while, not for the whole deadline.
+			if refusedSince.IsZero() {
+				refusedSince = time.Now()
+			} else if time.Since(refusedSince) > admitPatience {
+				return nil, err
+			}
+		}
+		if !pause(ctx, attempt) {
 			return nil, err
 		}
 	}
 }
+
+// decodePrimaryWrite decodes a forwarded primary write's reply: the
+// engine's error, then the results if there was none.
+func decodePrimaryWrite(reply []byte) ([]kv.Result, error) {
+	werr, rest, err := kv.DecodeError(reply)
+	if err != nil {
+		return nil, fmt.Errorf("primary write reply: %w", err)
+	}
+	if werr != nil {
+		return nil, werr
+	}
+	return kv.DecodeResults(rest)
+}
+
+// admitPatience is how long writePrimary retries a write the primary
+// refused before logging it for a reason a failover does not explain
+// (kv.ErrNotAdmitted, e.g. not enough in-sync replicas). A new sync
+// primary refuses writes until a replica's first ack is recorded, a few
+// tens of milliseconds; a shard that stays short of replicas answers the
+// refusal after this long.
+const admitPatience = 500 * time.Millisecond
 
 // getPrimary reads a key of a primary namespace: from the shard's
 // primary, or from any replica when the request allows it (READONLY, or
@@ -258,11 +293,15 @@ func (r *Router) servePrimary(ctx context.Context, op byte, group uint64, body [
 		if err != nil {
 			return nil, err
 		}
+		// The engine's error travels in the reply, not as the transport's
+		// error frame, so that kv.ErrNotAdmitted survives the trip and the
+		// forwarding node can retry (writePrimary).
 		res, err := r.cfg.Primaries.Write(ctx, int(group), b)
+		reply := kv.AppendError(nil, err)
 		if err != nil {
-			return nil, err
+			return reply, nil
 		}
-		return kv.AppendResults(nil, res), nil
+		return kv.AppendResults(reply, res), nil
 	default:
 		ns, rest, err := readBytes(body)
 		if err != nil {

@@ -394,7 +394,7 @@ func (c *cluster) reconcile(v *controlplane.View) {
 		delete(c.groups, id)
 		delete(c.lingering, id)
 	}
-	if !c.addPrimaryShards(v) {
+	if !c.syncPrimaryShards(v) {
 		failed = true
 	}
 	if err := c.router.SetNamespaces(table); err != nil {

@@ -78,13 +78,13 @@ func (c *cluster) startPrimary(timeout time.Duration, now func() time.Time, logg
 	return nil
 }
 
-// addPrimaryShards makes the engine's shards match the view: it stops
+// syncPrimaryShards makes the engine's shards match the view: it stops
 // the replicas of dropped primary namespaces (Engine.RemoveShard) and
 // starts those the view places here, each with its namespace's failover
 // timing. A primary namespace's layout never changes (no rebalancing), so
 // a replica stops only when its namespace is dropped; its rows go with
 // the namespace's (dropLeaderless). Called with reconciling held.
-func (c *cluster) addPrimaryShards(v *controlplane.View) bool {
+func (c *cluster) syncPrimaryShards(v *controlplane.View) bool {
 	ok := true
 	if _, loaded := v.Namespaces["default"]; loaded {
 		// Only a loaded view says what was dropped (the default
