@@ -585,7 +585,11 @@ func (s *shard) takeOffice(a Assignment) {
 		s.goFn(func() { s.sender(ctx, id, epoch) })
 	}
 	nudge(s.renew)
-	nudge(s.isrKick) // the new epoch's record needs confirming (failover.NewISR)
+	// The new epoch's record still needs confirming (failover.NewISR), but
+	// not at once: the replicas' first acks come within a round trip, and
+	// their joining proposes (onAck), so one control-plane write both
+	// confirms the record and names them; with none alive, the next tick
+	// confirms it.
 }
 
 // onAck records a replica's progress (on the delivery goroutine).
