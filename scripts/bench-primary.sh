@@ -14,15 +14,8 @@ dur=${1:-10s}
 conc=${2:-16}
 base=17379
 cd "$(dirname "$0")/.."
-bin=$(mktemp -d)/fulcrum
-go build -o "$bin" ./cmd/fulcrum
-dir=$(mktemp -d)
-"$bin" dev --data-dir "$dir/dev" --base-port $base --shards 4 >"$dir/dev.out" 2>"$dir/dev.err" &
-dev=$!
-trap 'kill -INT $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 300); do grep -q "cluster ready" "$dir/dev.out" && break; sleep 0.1; done
-grep -q "cluster ready" "$dir/dev.out" || { cat "$dir/dev.err"; exit 1; }
-http="http://127.0.0.1:$((base + 1))"
+. scripts/dev-cluster.sh
+start_dev $base 4
 ns_create() { "$bin" namespace create "$@" --shards 4 --addr "$http" >/dev/null; }
 ns_create st
 ns_create pasync --replication primary --ack async
