@@ -133,6 +133,10 @@ type authClient struct {
 	a    *memAuthority
 	node failover.NodeID
 	down atomic.Bool
+	// loseISRReplies applies in-sync proposals but answers as the real
+	// wiring does to a write whose outcome is unknown, or to a resend
+	// refused as a conflict: an error and no record.
+	loseISRReplies atomic.Bool
 }
 
 var _ Authority = (*authClient)(nil)
@@ -163,7 +167,14 @@ func (c *authClient) ProposeISR(_ context.Context, _ int, p failover.ISRProposal
 	if err := c.reach(); err != nil {
 		return failover.ISRRecord{}, err
 	}
-	return c.a.propose(p)
+	rec, err := c.a.propose(p)
+	if c.loseISRReplies.Load() {
+		if err == nil {
+			err = kv.Errorf(kv.CodeTimeout, "in-sync proposal: outcome unknown")
+		}
+		return failover.ISRRecord{}, err
+	}
+	return rec, err
 }
 
 // testConfig is fast: a 300ms lease, so a failover takes about 400ms.

@@ -31,10 +31,10 @@ type Config struct {
 	// well below the lease.
 	ReportInterval time.Duration
 	// SilentReportInterval is how often a replica reports while its
-	// primary is silent (no append for two heartbeat intervals) or
-	// unknown: a failover is likely under way, and the sooner the
-	// Authority hears a replica after the lease ends, the sooner it
-	// promotes one and the promoted one learns it.
+	// primary has been silent for 3/4 of a lease to four leases: a
+	// failover is likely under way, and the sooner the Authority hears a
+	// replica after the lease ends, the sooner it promotes one and the
+	// promoted one learns it.
 	SilentReportInterval time.Duration
 	// HeartbeatInterval is how often a primary sends each replica an
 	// append even when there is nothing new, so that replicas ack (the
@@ -106,7 +106,7 @@ func DefaultConfig() Config {
 func (c Config) WithFailover(fc failover.Config) Config {
 	c.Failover = fc
 	c.ReportInterval = fc.RenewInterval
-	c.SilentReportInterval = max(fc.RenewInterval/8, time.Millisecond)
+	c.SilentReportInterval = min(max(fc.RenewInterval/8, 10*time.Millisecond), fc.RenewInterval)
 	c.HeartbeatInterval = fc.MaxLagTime / 4
 	c.RPCTimeout = fc.RenewInterval
 	return c

@@ -265,9 +265,12 @@ func (e *Engine) AddShard(shard int, sc ShardConfig) error {
 // Removing a shard that is not here fails with ErrUnknownShard
 // (NOT_FOUND). If deleting the persisted state fails, the shard stays
 // listed, stopped, and RemoveShard can be called again.
+//
+// The wait for the goroutines holds no lock of the engine's: a goroutine
+// may be inside an Authority call that waits on the caller's own locks
+// (the control plane's view reload), so the caller should not hold those
+// while it removes a shard either.
 func (e *Engine) RemoveShard(ctx context.Context, shard int) error {
-	e.lifecycle.Lock()
-	defer e.lifecycle.Unlock()
 	s, err := e.shard(shard)
 	if err != nil {
 		return fmt.Errorf("remove shard: %w", err)
@@ -275,6 +278,8 @@ func (e *Engine) RemoveShard(ctx context.Context, shard int) error {
 	s.stopped.Store(true)
 	s.cancel(ErrRemoved)
 	s.wg.Wait()
+	e.lifecycle.Lock()
+	defer e.lifecycle.Unlock()
 	if err := s.deleteState(ctx); err != nil {
 		return fmt.Errorf("remove shard %d: %w", shard, err)
 	}

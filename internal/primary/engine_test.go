@@ -3,6 +3,7 @@ package primary
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -430,4 +431,34 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("seed %d: %s: got %v (code %s), want %v (code %s)", seed, tc.name, tc.err, kv.CodeOf(tc.err), tc.want, tc.code)
 		}
 	}
+}
+
+// A sync primary whose in-sync proposals commit but whose replies are
+// lost (a timeout, then CONFLICT on every resend, neither carrying the
+// record) learns the committed record from its reports: when a replica
+// dies, its departure is recorded and writes go on with the other.
+func TestSyncPrimaryLearnsRecordWithoutProposalReplies(t *testing.T) {
+	const seed = 11
+	c := newCluster(t, seed, 3, failover.AckPolicy{Mode: failover.AckSync, K: 1}, nil)
+	p := c.primary(5 * time.Second)
+	c.waitFor("both replicas in the control plane's in-sync record", 5*time.Second, func() bool {
+		return len(c.auth.record().Members) == 2
+	})
+	c.nodes[p].client.loseISRReplies.Store(true)
+	var victim failover.NodeID
+	for _, id := range c.ids {
+		if id != p {
+			victim = id
+			break
+		}
+	}
+	c.kill(victim)
+	c.waitFor("the dead replica out of the record and writes acknowledged again", 5*time.Second, func() bool {
+		rec := c.auth.record()
+		if slices.Contains(rec.Members, victim) || len(rec.Members) != 1 {
+			return false
+		}
+		_, err := c.write(p, "after", "v")
+		return err == nil
+	})
 }

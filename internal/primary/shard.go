@@ -727,17 +727,24 @@ func (s *shard) tick() {
 	}
 }
 
-// primarySilent says whether this replica has not heard its primary for
-// two heartbeat intervals, or knows none: it then reports at
+// primarySilent says whether this replica's primary has been silent long
+// enough that its lease may be ending: from 3/4 of a lease (no promotion
+// can come sooner: the control plane waits a lease and a margin from the
+// last renewal it granted, and renewals come every quarter lease) to four
+// leases (a shard
+// still without a new primary by then has no candidate, and fast
+// reports would only load the control plane). It then reports at
 // SilentReportInterval (see Config).
 func (s *shard) primarySilent() bool {
 	now := s.clock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.mu.role == Primary {
+	if s.mu.role == Primary || s.mu.heardAt == 0 {
 		return false
 	}
-	return s.mu.st.Primary == 0 || s.mu.st.Primary == s.cfg.NodeID || now-s.mu.heardAt > 2*int64(s.cfg.HeartbeatInterval)
+	lease := int64(s.cfg.Failover.LeaseDuration)
+	silence := now - s.mu.heardAt
+	return silence >= lease*3/4 && silence <= 4*lease
 }
 
 func (s *shard) rpcCtx() (context.Context, context.CancelFunc) {
@@ -771,6 +778,14 @@ func (s *shard) report() {
 	case a.Epoch > cur.Epoch:
 		s.stepDownLocked(a.Epoch, a.Primary, fmt.Sprintf("control plane is at epoch %d", a.Epoch))
 		nudge(s.kick)
+	case a.Primary == me && a.Epoch == cur.Epoch && s.mu.role == Primary && s.mu.isr != nil:
+		// The record as committed: it settles an in-sync proposal whose
+		// reply was lost (a write that timed out but committed is
+		// refused as a conflict when resent, and that reply carries no
+		// record), so its members stop being required.
+		if err := s.mu.isr.Recorded(a.ISR); err == nil {
+			s.releaseLocked()
+		}
 	case a.Epoch == cur.Epoch && cur.Primary == 0 && a.Primary != 0:
 		cur.Primary, s.mu.dirty = a.Primary, true
 		nudge(s.kick)

@@ -101,7 +101,7 @@ func (r *Router) writePrimary(ctx context.Context, n *Namespace, shard int, b kv
 			res, err = r.cfg.Primaries.Write(ctx, int(group), b)
 		default:
 			if req == nil {
-				req = kv.AppendBatch(appendHeader(nil, opPrimaryWrite, group), &b)
+				req = kv.AppendBatch(appendHeader(nil, opPrimaryWriteErr, group), &b)
 			}
 			var reply []byte
 			if reply, err = r.cfg.Transport.Call(ctx, transport.NodeID(target), transport.KindForward, req); err == nil {
@@ -288,15 +288,21 @@ func (r *Router) servePrimary(ctx context.Context, op byte, group uint64, body [
 		return nil, kv.Errorf(kv.CodeNotSupported, "node %d does not run replication=primary namespaces", r.cfg.Self)
 	}
 	switch op {
-	case opPrimaryWrite:
+	case opPrimaryWrite, opPrimaryWriteErr:
 		b, err := kv.DecodeBatch(body)
 		if err != nil {
 			return nil, err
 		}
+		res, err := r.cfg.Primaries.Write(ctx, int(group), b)
+		if op == opPrimaryWrite {
+			if err != nil {
+				return nil, err
+			}
+			return kv.AppendResults(nil, res), nil
+		}
 		// The engine's error travels in the reply, not as the transport's
 		// error frame, so that kv.ErrNotAdmitted survives the trip and the
 		// forwarding node can retry (writePrimary).
-		res, err := r.cfg.Primaries.Write(ctx, int(group), b)
 		reply := kv.AppendError(nil, err)
 		if err != nil {
 			return reply, nil

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"sync"
@@ -101,5 +102,29 @@ func TestWritePrimaryRetriesNotAdmitted(t *testing.T) {
 				t.Fatalf("%d calls to the primary, want %d", eng.calls, tc.refusals+1)
 			}
 		})
+	}
+}
+
+// An older node forwards primary writes as opPrimaryWrite and expects the
+// results alone, with errors as the transport's error frame: still served.
+func TestServeLegacyPrimaryWrite(t *testing.T) {
+	ns := Namespace{Name: "orders", Shards: 1, Groups: []uint64{7}, Replicas: [][]uint64{{2, 3}}, Primaries: []uint64{2},
+		Policy: kv.Policy{Replication: kv.ReplicationPrimary, Ack: kv.AckSync, Availability: kv.AvailabilityActivePassive, Replicas: 2, Shards: 1}}
+	eng := &refusingPrimaries{refusals: 1}
+	r, err := New(Config{Self: 2, Engine: newFakeEngine(), Store: fakeStore{}, Transport: &loopCaller{}, Namespaces: []Namespace{ns}, Primaries: eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := kv.Batch{Ops: []kv.Op{{Kind: kv.OpSet, Namespace: "orders", Key: []byte("k"), Value: []byte("v")}}}
+	req := kv.AppendBatch(appendHeader(nil, opPrimaryWrite, 7), &b)
+	if _, err := r.Serve(context.Background(), 1, transport.KindForward, req); !errors.Is(err, kv.ErrUnavailable) {
+		t.Fatalf("refused legacy write: got %v, want the engine's UNAVAILABLE", err)
+	}
+	reply, err := r.Serve(context.Background(), 1, transport.KindForward, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := kv.DecodeResults(reply); err != nil || len(res) != 1 {
+		t.Fatalf("legacy reply: %v %v, want one result", res, err)
 	}
 }

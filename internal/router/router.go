@@ -630,6 +630,11 @@ const (
 	// Eventual writes carrying a causal context (see appendEventualWrite).
 	opEventualPutCtx    = 9
 	opEventualDeleteCtx = 10
+	// A primary write whose reply carries the engine's error in the
+	// payload (kv.AppendError, then the results), so that sentinels such
+	// as kv.ErrNotAdmitted cross the wire. opPrimaryWrite is still served,
+	// with the error as the transport's error frame, for older senders.
+	opPrimaryWriteErr = 11
 )
 
 // appendScanRequest encodes what a remote needs of req (not Match).
@@ -808,7 +813,7 @@ func (r *Router) Serve(ctx context.Context, from transport.NodeID, kind transpor
 	switch op {
 	case opEventualPut, opEventualDelete, opEventualPutCtx, opEventualDeleteCtx:
 		return r.serveEventual(ctx, op, body)
-	case opPrimaryWrite, opPrimaryGet:
+	case opPrimaryWrite, opPrimaryWriteErr, opPrimaryGet:
 		return r.servePrimary(ctx, op, group, body)
 	case opPrimaryScan:
 		return r.servePrimaryScan(ctx, from, body)

@@ -70,8 +70,8 @@ func (c *cluster) maintain(ctx context.Context, metaPreferred uint64) {
 			// Checked every round, not every leaderBalanceEvery: while the
 			// failover authority shares a node with primaries, a crash of
 			// that node costs their failover an election.
-			metaPref = controlplane.MetaLeaderFor(v, st.Voters, metaPreferred)
-			if metaPref != c.id && settled[controlplane.MetaGroup] {
+			metaPref = controlplane.MetaLeaderFor(v, caughtUp(st, c.id), metaPreferred)
+			if metaPref != c.id && settled[controlplane.MetaGroup] && !failoverLikely(v, st, c.id) {
 				c.handLeadership(ctx, st, metaPref)
 			}
 		}
@@ -286,6 +286,37 @@ func (c *cluster) balanceLeaders(ctx context.Context, v *controlplane.View, meta
 		}()
 	}
 	wg.Wait()
+}
+
+// caughtUp lists the group's voters that hold everything committed (self,
+// the leader, included): a dead or lagging voter cannot take the
+// leadership, so it must not be where MetaLeaderFor points.
+func caughtUp(st raftstore.GroupStatus, self uint64) []uint64 {
+	var out []uint64
+	for _, id := range st.Voters {
+		if m, ok := st.Match[id]; id == self || (ok && m >= st.Commit) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// failoverLikely says whether a primary's node is a voter that is not
+// caught up: probably down, its shards' failover pending. A new
+// control-plane leader would count every lease as granted when it took
+// office and so delay that failover by a lease: keep the leadership
+// until the primaries have moved.
+func failoverLikely(v *controlplane.View, st raftstore.GroupStatus, self uint64) bool {
+	for _, rec := range v.Primaries {
+		id := uint64(rec.Primary)
+		if id == 0 || id == self || !slices.Contains(st.Voters, id) {
+			continue
+		}
+		if m, ok := st.Match[id]; !ok || m < st.Commit {
+			return true
+		}
+	}
+	return false
 }
 
 // handLeadership transfers the leadership of a group this node leads to

@@ -89,19 +89,25 @@ func (c *cluster) syncPrimaryShards(v *controlplane.View) bool {
 	if _, loaded := v.Namespaces["default"]; loaded {
 		// Only a loaded view says what was dropped (the default
 		// namespace is never dropped).
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
 		for group := range c.primaryShards {
 			if primaryPlaced(v, group, c.id) {
 				continue
 			}
-			if err := c.primary.RemoveShard(ctx, int(group)); err != nil && !errors.Is(err, primary.ErrUnknownShard) {
-				c.logger.Error("cannot stop a dropped primary shard's replica", "group", group, "err", err)
-				ok = false
-				continue
-			}
 			delete(c.primaryShards, group)
-			c.logger.Info("dropped primary shard's replica stopped", "group", group)
+			// Not here: RemoveShard waits for the shard's goroutines, and
+			// one may be in an authority call waiting for the view reload
+			// that is calling this function.
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				ctx, cancel := context.WithTimeout(c.bg, 30*time.Second)
+				defer cancel()
+				if err := c.primary.RemoveShard(ctx, int(group)); err != nil && !errors.Is(err, primary.ErrUnknownShard) {
+					c.logger.Error("cannot stop a dropped primary shard's replica; its log stays on disk", "group", group, "err", err)
+					return
+				}
+				c.logger.Info("dropped primary shard's replica stopped", "group", group)
+			}()
 		}
 	}
 	for _, ns := range v.Namespaces {

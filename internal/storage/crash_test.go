@@ -169,6 +169,9 @@ func TestCrashLoggedBatchesSkipTheSync(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		put(fmt.Sprintf("logged-%d", i), true)
 	}
+	if st := s.Stats(); !st.UnsyncedSince.IsZero() {
+		t.Fatalf("Stats.UnsyncedSince = %v after Logged writes only: they are not at risk", st.UnsyncedSince)
+	}
 	crashed := openTest(t, fs.CrashClone(vfs.CrashCloneCfg{}), clock)
 	if n := crashed.Count("default"); n == 100 {
 		t.Fatal("every Logged write survived a crash that keeps only synced data: Logged batches were fsynced")

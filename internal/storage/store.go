@@ -442,12 +442,16 @@ func (s *Store) commit(t *txn, reqs []*request, rev uint64) uint64 {
 		inv = s.cache.begin(t.overlay, t.flushed != nil)
 	}
 	var err error
-	sync := s.opts.Sync == SyncAlways && !allLogged(reqs)
+	logged := allLogged(reqs)
+	sync := s.opts.Sync == SyncAlways && !logged
 	if sync {
 		err = s.db.ApplyNoSyncWait(t.b, pebble.Sync)
 	} else {
 		err = s.db.Apply(t.b, pebble.NoSync)
-		s.stats.markDirty(s.opts.Now())
+		if !logged {
+			// Logged batches are not at risk: their log replays them.
+			s.stats.markDirty(s.opts.Now())
+		}
 	}
 	if s.cache != nil {
 		s.cache.end(inv, err == nil)
