@@ -2,8 +2,10 @@ package controlplane
 
 // MetaLeaderFor is where the control plane's leadership belongs among
 // voters: on the voter that is primary of the fewest replication=primary
-// shards, ties going to fallback if it is among them and else to the
-// smallest id. 0 when there are no voters.
+// shards, ties going to current (the leader now: every move of the
+// leadership restarts the failover authority's leases, so it moves only
+// for a real gain), then to fallback, then to the smallest id. 0 when
+// there are no voters.
 //
 // The failover authority runs on the control plane's leader. When the
 // node that dies is both that leader and a shard's primary, the shard
@@ -11,7 +13,7 @@ package controlplane
 // (one to two seconds at the default Raft tick), so the leadership is kept
 // away from primaries. With active-passive namespaces every primary sits
 // on the active node, and this keeps the control plane on a standby.
-func MetaLeaderFor(v *View, voters []uint64, fallback uint64) uint64 {
+func MetaLeaderFor(v *View, voters []uint64, current, fallback uint64) uint64 {
 	if len(voters) == 0 {
 		return 0
 	}
@@ -27,6 +29,10 @@ func MetaLeaderFor(v *View, voters []uint64, fallback uint64) uint64 {
 		case best == 0 || held[id] < held[best]:
 			return true
 		case held[id] > held[best]:
+			return false
+		case id == current:
+			return true
+		case best == current:
 			return false
 		case id == fallback:
 			return true

@@ -40,7 +40,7 @@ func TestMetaLeaderPlacementInputs(t *testing.T) {
 	}
 	// Where MetaLeaderFor then points: with node 3 down and holding
 	// nothing, not at node 3.
-	if got := controlplane.MetaLeaderFor(view(1, 1), caughtUp(st, 1), 1); got != 2 {
+	if got := controlplane.MetaLeaderFor(view(1, 1), caughtUp(st, 1), 1, 1); got != 2 {
 		t.Fatalf("MetaLeaderFor over caught-up voters = %d, want 2", got)
 	}
 }

@@ -70,7 +70,7 @@ func (c *cluster) maintain(ctx context.Context, metaPreferred uint64) {
 			// Checked every round, not every leaderBalanceEvery: while the
 			// failover authority shares a node with primaries, a crash of
 			// that node costs their failover an election.
-			metaPref = controlplane.MetaLeaderFor(v, caughtUp(st, c.id), metaPreferred)
+			metaPref = controlplane.MetaLeaderFor(v, caughtUp(st, c.id), c.id, metaPreferred)
 			if metaPref != c.id && settled[controlplane.MetaGroup] && !failoverLikely(v, st, c.id) {
 				c.handLeadership(ctx, st, metaPref)
 			}
