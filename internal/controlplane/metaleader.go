@@ -3,8 +3,10 @@ package controlplane
 // MetaLeaderFor is where the control plane's leadership belongs among
 // voters: on the voter that is primary of the fewest replication=primary
 // shards, ties going to current (the leader now: every move of the
-// leadership restarts the failover authority's leases, so it moves only
-// for a real gain), then to fallback, then to the smallest id. 0 when
+// leadership restarts the failover authority's leases, so while there are
+// primaries it moves only for a real gain), then to fallback, then to the
+// smallest id. Without primaries, ties go to fallback: the leadership
+// returns to its usual place, instead of piling up on a survivor. 0 when
 // there are no voters.
 //
 // The failover authority runs on the control plane's leader. When the
@@ -22,6 +24,9 @@ func MetaLeaderFor(v *View, voters []uint64, current, fallback uint64) uint64 {
 		for _, rec := range v.Primaries {
 			held[uint64(rec.Primary)]++
 		}
+	}
+	if v == nil || len(v.Primaries) == 0 {
+		current = 0
 	}
 	best := uint64(0)
 	better := func(id uint64) bool {

@@ -34,7 +34,8 @@ func TestMetaLeaderFor(t *testing.T) {
 		{"primary on a non-voter counts nothing", view(9, 9), []uint64{1, 2}, 0, 2, 2},
 		{"a tie with the current leader: it stays", view(2), []uint64{1, 2, 3}, 3, 1, 3},
 		{"the current leader holds more: it moves", view(3), []uint64{1, 2, 3}, 3, 1, 1},
-		{"current leader not a voter: the fallback", view(), []uint64{1, 2, 3}, 9, 1, 1},
+		{"current leader not a voter: the fallback", view(2), []uint64{1, 2, 3}, 9, 1, 1},
+		{"no primaries: back to the fallback", view(), []uint64{1, 2, 3}, 3, 1, 1},
 	}
 	for _, c := range cases {
 		if got := MetaLeaderFor(c.v, c.voters, c.current, c.fallback); got != c.want {
