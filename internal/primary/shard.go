@@ -47,7 +47,7 @@ type shard struct {
 	posts   chan func()
 	kick    chan struct{} // cap 1: state changed, persist it
 	renew   chan struct{} // cap 1: renew the lease now
-	isrKick chan struct{} // cap 1: the in-sync set changed or needs confirming: propose now
+	isrKick chan struct{} // cap 1: an ack changed the in-sync set: propose now, not at the next tick
 	stopped atomic.Bool
 
 	mu struct {

@@ -62,11 +62,9 @@ func (c *cluster) maintain(ctx context.Context, metaPreferred uint64) {
 		}
 		c.dropLingering(ctx, v)
 		c.finishRemoval(ctx, v)
-		if st, ok := c.node.Status(controlplane.MetaGroup); ok && st.Leader == c.id {
-			c.removeSilent(ctx, v)
-		}
 		metaPref := metaPreferred
 		if st, ok := c.node.Status(controlplane.MetaGroup); ok && st.Leader == c.id {
+			c.removeSilent(ctx, v)
 			// Checked every round, not every leaderBalanceEvery: while the
 			// failover authority shares a node with primaries, a crash of
 			// that node costs their failover an election.
@@ -264,8 +262,9 @@ func (c *cluster) removeSilent(ctx context.Context, v *controlplane.View) {
 // balanceLeaders gives back each leadership this node holds of a settled
 // group whose preferred leader (the first replica in the layout; for the
 // control plane metaPreferred, see controlplane.MetaLeaderFor) is another
-// node that is fully caught up. After a failure and recovery the leaders return to where
-// placement spread them, instead of piling up on the survivors.
+// node that is fully caught up. After a failure and recovery the leaders
+// return to where placement spread them, instead of piling up on the
+// survivors.
 func (c *cluster) balanceLeaders(ctx context.Context, v *controlplane.View, metaPreferred uint64, settled map[uint64]bool) {
 	preferred := map[uint64]uint64{controlplane.MetaGroup: metaPreferred}
 	for _, ns := range v.Namespaces {
